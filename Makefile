@@ -1,0 +1,27 @@
+# Fresh machine: Python 3.11 and make. Everything else is installed here.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) examples/make_example.py examples/media
+	$(VENV)/bin/dubprep run examples/project.yaml
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/extract.py
+
+clean-demo:
+	rm -rf examples/out examples/media

@@ -1,0 +1,76 @@
+"""Streaming WAV I/O with soundfile.
+
+Nothing here reads a whole file: a 2-hour 5.1 programme at 48 kHz in float32
+is 8 GB, so stages read and write in blocks. Files that would pass the 4 GiB
+RIFF limit are written as RF64, which soundfile, ffmpeg and Pro Tools read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 48_000
+BLOCK_FRAMES = 48_000 * 10  # 10 s per block: small in memory, few Python calls
+_RIFF_LIMIT_BYTES = 2**32 - 1 - 1024  # headroom for the header chunks
+_BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Shape and rate of a WAV file."""
+
+    frames: int
+    channels: int
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def audio_info(path: Path) -> AudioInfo:
+    """Frames, channels and sample rate of ``path`` without reading samples."""
+    info = sf.info(str(path))
+    return AudioInfo(frames=info.frames, channels=info.channels, sample_rate=info.samplerate)
+
+
+def container_for(frames: int, channels: int, subtype: str) -> str:
+    """'WAV' when the data fits a RIFF file, 'RF64' when it does not."""
+    data_bytes = frames * channels * _BYTES_PER_SAMPLE[subtype]
+    return "WAV" if data_bytes < _RIFF_LIMIT_BYTES else "RF64"
+
+
+def open_writer(
+    path: Path, frames: int, channels: int, subtype: str = "FLOAT", sample_rate: int = SAMPLE_RATE
+) -> sf.SoundFile:
+    """Open ``path`` for writing ``frames`` x ``channels`` samples in blocks."""
+    return sf.SoundFile(
+        str(path),
+        mode="w",
+        samplerate=sample_rate,
+        channels=channels,
+        subtype=subtype,
+        format=container_for(frames, channels, subtype),
+    )
+
+
+def iter_blocks(path: Path, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Yield float32 blocks of ``path``; shape of each: (frames, channels)."""
+    with sf.SoundFile(str(path)) as f:
+        while True:
+            block = f.read(block_frames, dtype="float32", always_2d=True)
+            if len(block) == 0:
+                return
+            yield block
+
+
+def read_span(path: Path, start_frame: int, frames: int) -> np.ndarray:
+    """Read ``frames`` samples from ``start_frame``; shape: (frames, channels)."""
+    with sf.SoundFile(str(path)) as f:
+        f.seek(start_frame)
+        return f.read(frames, dtype="float32", always_2d=True)

@@ -1,0 +1,112 @@
+"""Command line: parses arguments and hands off to the engine.
+
+``main(argv)`` returns the exit code instead of exiting, so tests call it
+directly; ``main_entry`` is the console script and the only ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dubprep.errors import DubprepError
+
+_STAGES = ("extract", "separate", "diarize", "assemble")
+
+
+def _project_options(command):
+    command = click.option("--output", "-o", type=click.Path(path_type=Path), help="Output folder (overrides the project's).")(command)
+    command = click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Input media (overrides the project's).")(command)
+    return click.argument("project", required=False, type=click.Path(path_type=Path))(command)
+
+
+@click.group()
+@click.version_option(package_name="dubprep")
+def cli() -> None:
+    """Prepare a film, episode or reel for dubbing."""
+
+
+@cli.command()
+@_project_options
+@click.option("--from", "from_stage", type=click.Choice(_STAGES), help="Rerun from this stage on; earlier stages must be done.")
+@click.option("--until", "until_stage", type=click.Choice(_STAGES), help="Stop after this stage.")
+@click.option("--force", multiple=True, type=click.Choice(_STAGES), help="Rerun this stage even if cached (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on the terminal.")
+def run(project, input_path, output, from_stage, until_stage, force, quiet) -> int:
+    """Run the pipeline (the 'default' preset when no PROJECT is given)."""
+    from dubprep.console import RichProgress, configure_logging
+    from dubprep.engine import Engine
+    from dubprep.progress import NullProgress
+
+    configure_logging(quiet)
+    options = _options(from_stage, until_stage, force)
+    engine = Engine(_load(project, input_path, output), progress=NullProgress if quiet else RichProgress)
+    report = engine.run(options)
+    for result in report.results:
+        click.echo(f"{result.name:<9} {result.status:<7} {result.detail}", err=quiet)
+    failed = [r for r in report.results if r.status == "failed"]
+    if failed:
+        raise DubprepError(failed[0].detail)
+    return 0
+
+
+@cli.command()
+@_project_options
+def validate(project, input_path, output) -> int:
+    """Check a project file without running anything."""
+    loaded = _load(project, input_path, output)
+    click.echo(f"{project or 'default preset'}: valid; input {loaded.input}, output {loaded.output}")
+    return 0
+
+
+@cli.command()
+@_project_options
+@click.option("--from", "from_stage", type=click.Choice(_STAGES))
+@click.option("--until", "until_stage", type=click.Choice(_STAGES))
+@click.option("--force", multiple=True, type=click.Choice(_STAGES))
+def plan(project, input_path, output, from_stage, until_stage, force) -> int:
+    """Print which stages would run and which are cached."""
+    from dubprep.engine import Engine
+
+    engine = Engine(_load(project, input_path, output))
+    for step in engine.plan(_options(from_stage, until_stage, force)):
+        click.echo(f"{step.name:<9} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
+    return 0
+
+
+def _load(project, input_path, output):
+    from dubprep.config import load_project
+
+    return load_project(project, input_path, output)
+
+
+def _options(from_stage, until_stage, force):
+    from dubprep.engine import RunOptions, STAGE_NAMES
+
+    if from_stage and until_stage and STAGE_NAMES.index(from_stage) > STAGE_NAMES.index(until_stage):
+        raise click.UsageError(f"--from {from_stage} comes after --until {until_stage}")
+    return RunOptions(from_stage=from_stage, until_stage=until_stage, force=frozenset(force))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv``; return the exit code (0 only on full success)."""
+    try:
+        result = cli.main(args=argv, prog_name="dubprep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except DubprepError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main_entry() -> None:
+    sys.exit(main())

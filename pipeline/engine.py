@@ -1,0 +1,285 @@
+"""The engine: which stages run, caching, crash-safe commits, logging.
+
+Layout of an output folder::
+
+    OUT/work/extract/      mix.wav, media.json, manifest.json
+    OUT/work/separate/     DX.wav, ME.wav, manifest.json
+    OUT/work/diarize/      turns.rttm, turns.json, ..., manifest.json
+    OUT/deliverables/      what the studio receives, manifest.json
+    OUT/dubprep.log        every run's log, appended
+    OUT/.dubprep/          lock, hash cache, temporary folders
+
+A stage writes into ``.dubprep/tmp/<stage>-<pid>``; the engine fsyncs its
+files, writes the manifest last and renames the folder into place, so a
+folder with a manifest is always complete and a killed run resumes at the
+stage it was in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dubprep.cache import MANIFEST, HashCache, KeyParts, code_hash, describe_outputs, outputs_intact, read_manifest, write_json_atomic
+from dubprep.config import Project
+from dubprep.errors import DubprepError, StageError
+from dubprep.lock import OutputLock
+from dubprep.media import MediaInfo
+from dubprep.progress import NullProgress, ProgressHook
+from dubprep.stage import Stage, StageContext
+from dubprep.stages.assemble import AssembleStage
+from dubprep.stages.diarize import DiarizeStage
+from dubprep.stages.extract import ExtractStage
+from dubprep.stages.separate import SeparateStage
+
+STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), AssembleStage())
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+LOG_NAME = "dubprep.log"
+log = logging.getLogger("dubprep")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Which stages to consider: ``from_stage``..``until_stage``, some forced."""
+
+    from_stage: str | None = None
+    until_stage: str | None = None
+    force: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    action: Literal["run", "cached"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    status: Literal["ran", "cached", "failed"]
+    seconds: float
+    detail: str
+
+
+@dataclass
+class RunReport:
+    results: list[StageResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.results)
+
+
+def stage_folder(output: Path, name: str) -> Path:
+    """Where a stage's committed result lives."""
+    return output / "deliverables" if name == STAGE_NAMES[-1] else output / "work" / name
+
+
+class Engine:
+    """Runs a project's stages in order, reusing every result still valid."""
+
+    def __init__(self, project: Project, progress: Callable[[], ProgressHook] = NullProgress):
+        self.project = project
+        self.progress = progress
+        self.state_dir = project.output / ".dubprep"
+
+    def selected(self, options: RunOptions) -> tuple[Stage, ...]:
+        first = STAGE_NAMES.index(options.from_stage) if options.from_stage else 0
+        last = STAGE_NAMES.index(options.until_stage) if options.until_stage else len(STAGES) - 1
+        return STAGES[first : last + 1]
+
+    def forced(self, options: RunOptions) -> frozenset[str]:
+        """Stages that rerun whatever the cache says: --force, and --from onwards."""
+        from_on = {s.name for s in self.selected(options)} if options.from_stage else set()
+        return frozenset(options.force) | from_on
+
+    def plan(self, options: RunOptions) -> list[StagePlan]:
+        """What a run would do, without doing it or taking the lock."""
+        plans: list[StagePlan] = []
+        hashes = HashCache(self.state_dir / "hashes.json") if self.state_dir.is_dir() else None
+        for stage in self.selected(options):
+            rerunning = [p.name for p in plans if p.action == "run"]
+            if rerunning:
+                plans.append(StagePlan(stage.name, "run", f"if {rerunning[-1]}'s outputs change"))
+                continue
+            action, reason = self._decide(stage, self.forced(options), hashes)
+            plans.append(StagePlan(stage.name, action, reason))
+        return plans
+
+    def run(self, options: RunOptions) -> RunReport:
+        """Run the selected stages under the output lock; never raises DubprepError."""
+        self.project.output.mkdir(parents=True, exist_ok=True)
+        handler = _file_handler(self.project.output / LOG_NAME)
+        log.addHandler(handler)
+        report = RunReport()
+        try:
+            with OutputLock(self.state_dir, self.project.output):
+                self._clean_state()
+                log.info("run: %s -> %s", self.project.input, self.project.output)
+                hashes = HashCache(self.state_dir / "hashes.json")
+                for stage in self.selected(options):
+                    result = self._run_stage(stage, self.forced(options), hashes)
+                    report.results.append(result)
+                    if result.status == "failed":
+                        break
+        except DubprepError as exc:
+            log.error("%s", exc)
+            report.results.append(StageResult("lock", "failed", 0.0, str(exc)))
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        return report
+
+    def _run_stage(self, stage: Stage, forced: frozenset[str], hashes: HashCache) -> StageResult:
+        started = time.monotonic()
+        try:
+            action, reason = self._decide(stage, forced, hashes)
+            if action == "cached":
+                log.info("%s: cached (%s)", stage.name, reason)
+                return StageResult(stage.name, "cached", 0.0, reason)
+            log.info("%s: running (%s)", stage.name, reason)
+            self._execute(stage, hashes)
+        except DubprepError as exc:
+            log.error("%s: failed: %s", stage.name, exc)
+            return StageResult(stage.name, "failed", time.monotonic() - started, str(exc))
+        except Exception as exc:  # a bug: keep the trace in the log, one line on the console
+            log.debug("%s", traceback.format_exc())
+            message = f"internal error in {stage.name}: {exc!r}; see {self.project.output / LOG_NAME}"
+            log.error("%s: failed: %s", stage.name, message)
+            return StageResult(stage.name, "failed", time.monotonic() - started, message)
+        seconds = time.monotonic() - started
+        detail = self._summary(stage, seconds)
+        log.info("%s: done in %s", stage.name, detail)
+        return StageResult(stage.name, "ran", seconds, detail)
+
+    def _decide(self, stage: Stage, forced: frozenset[str], hashes: HashCache | None) -> tuple[str, str]:
+        parts = self._key_parts(stage, hashes)
+        manifest = read_manifest(stage_folder(self.project.output, stage.name))
+        if stage.name in forced:
+            return "run", "forced"
+        if manifest is None:
+            return "run", "no previous result"
+        if manifest.get("key") != parts.key:
+            return "run", "; ".join(parts.differences(manifest))
+        damaged = outputs_intact(stage_folder(self.project.output, stage.name), manifest["outputs"])
+        if damaged:
+            return "run", ", ".join(damaged)
+        return "cached", f"key {parts.key[:12]}"
+
+    def _key_parts(self, stage: Stage, hashes: HashCache | None) -> KeyParts:
+        params = getattr(self.project, stage.name)
+        return KeyParts(
+            stage=stage.name,
+            params=params.model_dump(mode="json"),
+            inputs=self._input_hashes(stage, hashes),
+            model=stage.model_checksum(params),
+            code=code_hash(stage.code_modules(params)),
+        )
+
+    def _input_hashes(self, stage: Stage, hashes: HashCache | None) -> dict[str, str]:
+        if not stage.inputs:
+            if hashes is None:
+                return {"media": "not hashed yet"}
+            return {"media": hashes.sha256(self.project.input)}
+        return {name: self._producer_manifest(stage, name)["outputs"][name]["sha256"] for name in stage.inputs}
+
+    def _producer_manifest(self, stage: Stage, artifact: str) -> dict:
+        producer = next(s for s in STAGES if artifact in s.outputs)
+        manifest = read_manifest(stage_folder(self.project.output, producer.name))
+        if manifest is None or artifact not in manifest["outputs"]:
+            raise StageError(
+                f"{stage.name}: needs {artifact} from {producer.name}, which has no result in "
+                f"{self.project.output}; run {producer.name} first (drop --from)"
+            )
+        return manifest
+
+    def _input_paths(self, stage: Stage) -> dict[str, Path]:
+        paths = {}
+        for name in stage.inputs:
+            producer = next(s for s in STAGES if name in s.outputs)
+            paths[name] = stage_folder(self.project.output, producer.name) / name
+        return paths
+
+    def _execute(self, stage: Stage, hashes: HashCache) -> None:
+        parts = self._key_parts(stage, hashes)
+        work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
+        work_dir.mkdir(parents=True)
+        params = getattr(self.project, stage.name)
+        ctx = StageContext(params, self._input_paths(stage), work_dir, self.project.input, log, self.progress())
+        try:
+            stage.run(ctx)
+            missing = [name for name in stage.outputs if not (work_dir / name).is_file()]
+            if missing:
+                raise StageError(f"{stage.name}: did not write {', '.join(missing)}; this is a bug, see the log")
+            _fsync_tree(work_dir)
+            manifest = {"stage": stage.name, "key": parts.key, "params": parts.params, "inputs": parts.inputs,
+                        "model": parts.model, "code": parts.code, "outputs": describe_outputs(work_dir),
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            write_json_atomic(work_dir / MANIFEST, manifest)
+            self._commit(work_dir, stage_folder(self.project.output, stage.name))
+        except OSError as exc:
+            raise StageError(
+                f"{stage.name}: {exc.filename or self.project.output}: {exc.strerror or exc}; "
+                f"free disk space or choose another --output"
+            ) from None
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _commit(self, work_dir: Path, final: Path) -> None:
+        """Swap the finished folder into place: old result to trash, new one in, trash gone."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        trash = self.state_dir / "trash" / f"{final.name}-{os.getpid()}"
+        if final.exists():
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(final, trash)
+        os.replace(work_dir, final)
+        _fsync_dir(final.parent)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _clean_state(self) -> None:
+        """Remove what killed runs left: their temporary folders were never complete."""
+        for leftover in ("tmp", "trash"):
+            folder = self.state_dir / leftover
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    log.info("removing %s left by an interrupted run", entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    def _summary(self, stage: Stage, seconds: float) -> str:
+        media_json = stage_folder(self.project.output, "extract") / "media.json"
+        folder = stage_folder(self.project.output, stage.name)
+        files = len([p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST])
+        if not media_json.is_file():
+            return f"{seconds:.1f} s, {files} files"
+        programme_s = MediaInfo.load(media_json).duration_s
+        return f"{seconds:.1f} s ({seconds / programme_s:.3f}x real time), {files} files in {folder}"
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
