@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-demo: install
-	$(PY) examples/make_example.py examples/media
+demo: install examples/media/example.mov
 	$(VENV)/bin/dubprep run examples/project.yaml
+
+# Made from audio that ships in installed packages; remade only when the script changes.
+examples/media/example.mov: examples/make_example.py $(STAMP)
+	$(PY) examples/make_example.py examples/media
 
 test: install
 	$(PY) -m pytest

@@ -17,6 +17,7 @@ import soundfile as sf
 SAMPLE_RATE = 48_000
 BLOCK_FRAMES = 48_000 * 10  # 10 s per block: small in memory, few Python calls
 _RIFF_LIMIT_BYTES = 2**32 - 1 - 1024  # headroom for the header chunks
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
 _BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 
 
@@ -48,8 +49,14 @@ def container_for(frames: int, channels: int, subtype: str) -> str:
 def open_writer(
     path: Path, frames: int, channels: int, subtype: str = "FLOAT", sample_rate: int = SAMPLE_RATE
 ) -> sf.SoundFile:
-    """Open ``path`` for writing ``frames`` x ``channels`` samples in blocks."""
-    return sf.SoundFile(
+    """Open ``path`` for writing ``frames`` x ``channels`` samples in blocks.
+
+    The file holds only the format and data chunks: libsndfile's PEAK chunk
+    carries the wall-clock time, which would make identical audio hash
+    differently and defeat the cache. soundfile has no public switch for it,
+    so the libsndfile command is sent through its handle.
+    """
+    writer = sf.SoundFile(
         str(path),
         mode="w",
         samplerate=sample_rate,
@@ -57,6 +64,8 @@ def open_writer(
         subtype=subtype,
         format=container_for(frames, channels, subtype),
     )
+    sf._snd.sf_command(writer._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
+    return writer
 
 
 def iter_blocks(path: Path, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:

@@ -105,14 +105,22 @@ class Engine:
         """What a run would do, without doing it or taking the lock."""
         plans: list[StagePlan] = []
         hashes = HashCache(self.state_dir / "hashes.json") if self.state_dir.is_dir() else None
+        forced = self.forced(options)
         for stage in self.selected(options):
             rerunning = [p.name for p in plans if p.action == "run"]
             if rerunning:
-                plans.append(StagePlan(stage.name, "run", f"if {rerunning[-1]}'s outputs change"))
+                plans.append(StagePlan(stage.name, "run", self._reason_after_rerun(stage, forced, rerunning[-1])))
                 continue
-            action, reason = self._decide(stage, self.forced(options), hashes)
+            action, reason = self._decide(stage, forced, hashes)
             plans.append(StagePlan(stage.name, action, reason))
         return plans
+
+    def _reason_after_rerun(self, stage: Stage, forced: frozenset[str], upstream: str) -> str:
+        if stage.name in forced:
+            return "forced"
+        if read_manifest(stage_folder(self.project.output, stage.name)) is None:
+            return "no previous result"
+        return f"if {upstream}'s outputs change"
 
     def run(self, options: RunOptions) -> RunReport:
         """Run the selected stages under the output lock; never raises DubprepError."""

@@ -53,6 +53,7 @@ def probe(path: Path) -> Probe:
         reason = exc.stderr.decode(errors="replace").strip().splitlines()
         detail = reason[-1] if reason else "ffprobe failed"
         raise MediaError(f"{path}: not a readable media file ({detail}); check the file is complete") from None
+    _check_wav_complete(path)
     streams = answer.get("streams", [])
     fmt = answer.get("format", {})
     audio = tuple(_audio_stream(pos, s) for pos, s in enumerate(x for x in streams if x["codec_type"] == "audio"))
@@ -65,6 +66,32 @@ def probe(path: Path) -> Probe:
         frame_rate=_frame_rate(video[0]) if video else None,
         timecode=_timecode(fmt, streams),
     )
+
+
+def _check_wav_complete(path: Path) -> None:
+    """MediaError when a RIFF WAV's data chunk declares more bytes than the file has.
+
+    ffprobe quietly re-estimates a cut WAV's duration from its size, so a
+    half-copied file would otherwise pass as a shorter, valid one.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        riff = f.read(12)
+        if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            return
+        while header := f.read(8):
+            if len(header) < 8:
+                return
+            chunk_id, chunk_bytes = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"data":
+                missing = f.tell() + chunk_bytes - size
+                if missing > 0:
+                    raise MediaError(
+                        f"{path}: WAV data chunk declares {chunk_bytes} bytes but the file ends {missing} "
+                        f"bytes short; the file is truncated, copy or export it again"
+                    )
+                return
+            f.seek(chunk_bytes + chunk_bytes % 2, 1)
 
 
 def _audio_stream(position: int, s: dict) -> AudioStream:

@@ -1,0 +1,35 @@
+"""Real speech for tests: pyannote.audio's bundled two-speaker recording."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+import pyannote.audio
+
+SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
+SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
+SAMPLE_RTTM = SAMPLE_DIR / "sample.rttm"
+
+
+def sample_speech_48k() -> np.ndarray:
+    """The 30 s sample at 48 kHz, mono float32; shape: (frames,)."""
+    speech, rate = sf.read(SAMPLE_WAV, dtype="float32")
+    return torchaudio.functional.resample(torch.from_numpy(speech), rate, 48000).numpy()
+
+
+def speech_with_background(path: Path, duration_s: float, seed: int = 0) -> Path:
+    """Stereo 48 kHz WAV: the sample looped to ``duration_s``, over a soft chord and noise."""
+    speech = sample_speech_48k()
+    frames = round(duration_s * 48000)
+    speech = np.tile(speech, frames // len(speech) + 1)[:frames]
+    t = np.arange(frames) / 48000
+    chord = sum(np.sin(2 * np.pi * hz * t) for hz in (110.0, 164.8, 220.0, 277.2)) * 0.01
+    noise = np.random.default_rng(seed).normal(0.0, 0.003, size=(frames, 2))
+    mix = np.stack([speech * 0.9 + chord, speech * 0.8 + chord * 0.7], axis=1) + noise  # shape: (frames, 2)
+    sf.write(path, mix.astype(np.float32), 48000, subtype="FLOAT")
+    return path

@@ -1,0 +1,109 @@
+"""Extract: stream selection, layouts, sample-exact length, offsets and bad input."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dubprep.errors import MediaError
+from dubprep.media import MediaInfo
+from dubprep.stage import StageContext
+from dubprep.stages.extract import ExtractParams, ExtractStage
+from media_factory import (
+    channel_frequencies_hz,
+    dominant_frequencies_hz,
+    make_media,
+    make_text_file,
+    make_truncated,
+    make_video_only,
+)
+
+
+def extract(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInfo]:
+    work_dir.mkdir()
+    ctx = StageContext(ExtractParams(**params), {}, work_dir, media, logging.getLogger("test"))
+    ExtractStage().run(ctx)
+    samples, rate = sf.read(work_dir / "mix.wav", dtype="float32", always_2d=True)
+    assert rate == 48000
+    return samples, MediaInfo.load(work_dir / "media.json")
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected", "suffix"),
+    [("mono", "mono", ".mov"), ("stereo", "stereo", ".mov"), ("5.1", "5.1", ".mov"),
+     ("5.1(side)", "5.1", ".mov"), ("7.1", "7.1", ".wav")],
+)
+def test_layout_and_channel_order_survive(tmp_path, layout, expected, suffix):
+    media = make_media(tmp_path / f"in{suffix}", layout=layout, duration_s=1.0, video=suffix != ".wav")
+    samples, info = extract(media, tmp_path / "work")
+    assert info.layout == expected
+    assert samples.shape == (48000, len(channel_frequencies_hz(layout)))
+    assert tuple(dominant_frequencies_hz(samples, 48000)) == channel_frequencies_hz(layout)
+
+
+def test_resampled_length_is_sample_exact(tmp_path):
+    duration_s = 2.0 + 17 / 44100  # an awkward length at 44.1 kHz
+    media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=duration_s, sample_rate=44100)
+    samples, info = extract(media, tmp_path / "work")
+    expected = round(round(duration_s * 44100) / 44100 * 48000)
+    assert len(samples) == info.frames == expected
+    assert info.source_sample_rate == 44100
+    # The tones run to the end: nothing was truncated and replaced by padding.
+    assert np.abs(samples[-200:]).max() > 0.1
+
+
+def test_stream_selected_by_position_and_language(tmp_path):
+    media = make_media(tmp_path / "in.mkv", audio_streams=[("stereo", "eng"), ("5.1", "fra")], duration_s=1.0)
+    samples, info = extract(media, tmp_path / "w1", language="fra")
+    assert info.audio_stream == 1 and info.layout == "5.1"
+    assert tuple(dominant_frequencies_hz(samples, 48000)) == channel_frequencies_hz("5.1", stream=1)
+    samples, info = extract(media, tmp_path / "w2", audio_stream=0)
+    assert tuple(dominant_frequencies_hz(samples, 48000)) == channel_frequencies_hz("stereo", stream=0)
+
+
+def test_missing_stream_lists_streams(tmp_path):
+    media = make_media(tmp_path / "in.mkv", audio_streams=[("stereo", "eng"), ("5.1", "fra")], duration_s=1.0)
+    with pytest.raises(MediaError, match=r"no audio stream in language 'deu'; streams: #0 .*\[eng\]; #1 .*\[fra\]"):
+        extract(media, tmp_path / "w1", language="deu")
+    with pytest.raises(MediaError, match=r"no audio stream #2; streams: #0"):
+        extract(media, tmp_path / "w2", audio_stream=2)
+
+
+def test_audio_starting_after_picture_is_padded(tmp_path):
+    media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=1.0, audio_start_offset_s=0.5)
+    samples, info = extract(media, tmp_path / "work")
+    lead = round(info.start_offset_s * 48000)
+    assert abs(info.start_offset_s - 0.5) < 0.01
+    assert len(samples) == lead + 48000
+    assert np.abs(samples[: lead - 10]).max() == 0.0
+    assert np.abs(samples[lead + 10 : lead + 500]).max() > 0.1
+
+
+def test_timecode_and_frame_rate_recorded(tmp_path):
+    media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=1.0, start_timecode="01:00:00:00")
+    _, info = extract(media, tmp_path / "work")
+    assert info.start_timecode == "01:00:00:00"
+    assert info.frame_rate == "24000/1001"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: make_video_only(p / "v.mov"), r"v\.mov: no audio stream in this file"),
+        (lambda p: make_truncated(p / "t.mkv", keep_fraction=0.5, layout="stereo", duration_s=2.0),
+         r"t\.mkv: audio stream #0 decodes to 0\.\d+ s but declares 2\.\d+ s; the file is truncated"),
+        (lambda p: make_truncated(p / "t.wav", keep_fraction=0.5, layout="stereo", duration_s=2.0, video=False),
+         r"t\.wav: WAV data chunk declares 576000 bytes but the file ends \d+ bytes short; the file is truncated"),
+        (lambda p: make_text_file(p / "notes.mov"), r"notes\.mov: not a readable media file"),
+        (lambda p: p / "absent.mov", r"absent\.mov: input file not found"),
+        (lambda p: make_media(p / "q.mov", layout="quad", duration_s=1.0), r"q\.mov: channel layout 'quad' \(4 channels\) is not supported"),
+    ],
+    ids=["no-audio", "truncated-mkv", "truncated-wav", "not-media", "missing", "quad-layout"],
+)
+def test_bad_input_is_one_clear_error(tmp_path, make, message):
+    media = make(tmp_path)
+    with pytest.raises(MediaError, match=message) as err:
+        extract(media, tmp_path / "work")
+    assert "\n" not in str(err.value)
