@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dubprep import __version__
 from dubprep.errors import DubprepError
@@ -91,7 +91,7 @@ class BextMetadata(BaseModel):
 
     @field_validator("originator", "originator_reference")
     @classmethod
-    def _short_ascii(cls, value: str, info) -> str:
+    def _short_ascii(cls, value: str, info: ValidationInfo) -> str:
         return _ascii(value, info.field_name, 32)
 
 
@@ -139,6 +139,8 @@ class BwfWriter:
         self.frames_written = 0
         self.clipped_samples = 0
         self._data_bytes = 0
+        self._fact_offset: int | None = None
+        self._data_size_offset = 0
         self._file: BinaryIO | None = path.open("wb")
         self._write_header(layout, bext, sample_rate)
 
@@ -146,7 +148,6 @@ class BwfWriter:
         assert self._file is not None
         fmt = _fmt_payload(self.channels, CHANNEL_MASKS[layout], self.sample_format, sample_rate)
         self._file.write(b"RIFF\0\0\0\0WAVE" + _chunk(b"JUNK", bytes(_DS64_BYTES)) + _chunk(b"fmt ", fmt))
-        self._fact_offset = None
         if self.sample_format == "FLOAT":
             self._fact_offset = self._file.tell() + 8
             self._file.write(_chunk(b"fact", bytes(4)))
@@ -162,8 +163,11 @@ class BwfWriter:
         """
         if self._file is None:
             raise BwfError(f"{self.path}: write after close; open the file again to write more")
-        if block.ndim != 2 or block.shape[1] != self.channels:
-            raise BwfError(f"{self.path}: block of shape {block.shape}; expected (frames, {self.channels})")
+        if block.ndim != 2 or block.shape[1] != self.channels or not np.issubdtype(block.dtype, np.floating):
+            raise BwfError(
+                f"{self.path}: block of {block.dtype} with shape {block.shape}; "
+                f"expected floats of shape (frames, {self.channels})"
+            )
         if not np.isfinite(block).all():
             raise BwfError(f"{self.path}: block has NaN or infinite samples; fix the stage that produced them")
         encoded = self._encode_float(block) if self.sample_format == "FLOAT" else self._encode_pcm(block)
