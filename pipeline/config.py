@@ -29,7 +29,6 @@ class Project(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: str = "PROGRAMME"
     input: Path
     output: Path
     extract: ExtractParams = ExtractParams()

@@ -48,7 +48,7 @@ def test_wrong_value_names_file_key_and_allowed_values(media):
 
 def test_unknown_key_lists_allowed_keys(media):
     project = write_project(media.parent, f"input: '{media.name}'\noutput: out\nassemble:\n  bitdepth: 24\n")
-    with pytest.raises(ConfigError, match=r"assemble\.bitdepth: unknown key; allowed keys here: bit_depth, crossfade_ms"):
+    with pytest.raises(ConfigError, match=r"assemble\.bitdepth: unknown key; allowed keys here: title, bit_depth, crossfade_ms, name_template, split_mono, frame_rate, start_timecode"):
         load_project(project)
 
 

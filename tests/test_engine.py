@@ -17,7 +17,7 @@ from dubprep.cli import main
 from dubprep.lock import OutputLock
 from speech import speech_with_background
 
-DELIVERABLES = ("ME.wav", "DX.wav", "turns.rttm", "turns.json")
+DELIVERABLES = ("PROGRAMME_ME_2ch_48k_24b.wav", "PROGRAMME_DX_2ch_48k_24b.wav", "turns.rttm", "turns.json", "cues.csv", "cues.srt")
 
 
 def write_project(folder: Path, media: Path, extra: str = "") -> Path:
@@ -54,11 +54,11 @@ def test_deliverables_are_complete_and_resum(finished):
     _, out = finished
     folder = out / "deliverables"
     mix, _ = sf.read(out / "work/extract/mix.wav", dtype="float32")
-    me, _ = sf.read(folder / "ME.wav", dtype="float32")
-    dx, _ = sf.read(folder / "DX.wav", dtype="float32")
+    me, _ = sf.read(folder / "PROGRAMME_ME_2ch_48k_24b.wav", dtype="float32")
+    dx, _ = sf.read(folder / "PROGRAMME_DX_2ch_48k_24b.wav", dtype="float32")
     assert me.shape == dx.shape == mix.shape
     assert np.abs(mix - (me + dx)).max() < 2e-6 * 16  # 24-bit quantisation of two stems
-    speakers = sorted(folder.glob("DX_*.wav"))
+    speakers = sorted(folder.glob("PROGRAMME_DX-SPK*_2ch_48k_24b.wav"))
     assert len(speakers) >= 2
     for stem in speakers:
         assert sf.info(stem).frames == len(mix)
@@ -91,12 +91,13 @@ def test_forced_stage_reruns_and_unchanged_outputs_keep_later_stages(finished, t
 
 def test_modified_output_is_detected_and_rebuilt(finished, tmp_path, capsys):
     project, out = copy_run(finished, tmp_path)
-    with open(out / "deliverables/DX.wav", "r+b") as f:
+    stem = out / "deliverables/PROGRAMME_DX_2ch_48k_24b.wav"
+    with open(stem, "r+b") as f:
         f.seek(-4, os.SEEK_END)
         f.write(b"\x01\x02\x03\x04")
-    os.utime(out / "deliverables/DX.wav", ns=(0, 0))
+    os.utime(stem, ns=(0, 0))
     assert main(["plan", str(project)]) == 0
-    assert "assemble  will run (DX.wav modified)" in capsys.readouterr().out
+    assert f"assemble  will run ({stem.name} modified)" in capsys.readouterr().out
     assert main(["run", str(project), "--quiet"]) == 0
     assert stage_status(capsys)["assemble"] == "ran"
 
@@ -155,4 +156,4 @@ def test_run_killed_mid_stage_resumes_at_that_stage(tmp_path):
     assert "extract: cached" in resumed
     assert "separate: running (no previous result)" in resumed
     assert "left by an interrupted run" in resumed
-    assert sf.info(tmp_path / "out/deliverables/ME.wav").frames == 90 * 48000
+    assert sf.info(tmp_path / "out/deliverables/PROGRAMME_ME_2ch_48k_24b.wav").frames == 90 * 48000
