@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean-demo
+.PHONY: install demo test bench clean-demo chromium
 
 install: $(STAMP)
 
@@ -20,8 +20,12 @@ demo: install examples/media/example.mov
 examples/media/example.mov: examples/make_example.py $(STAMP)
 	$(PY) examples/make_example.py examples/media
 
-test: install
+test: install chromium
 	$(PY) -m pytest
+
+# The QC report test renders report.html in headless Chromium (Debian's package; needs root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 bench: install
 	$(PY) benchmarks/extract.py

@@ -152,9 +152,10 @@ class Engine:
             action, reason = self._decide(stage, forced, hashes)
             if action == "cached":
                 log.info("%s: cached (%s)", stage.name, reason)
-                return StageResult(stage.name, "cached", 0.0, reason)
+                failed = read_manifest(stage_folder(self.project.output, stage.name)).get("failed_checks", [])
+                return _checked(StageResult(stage.name, "cached", 0.0, reason), failed)
             log.info("%s: running (%s)", stage.name, reason)
-            self._execute(stage, hashes)
+            failed = self._execute(stage, hashes)
         except DubprepError as exc:
             log.error("%s: failed: %s", stage.name, exc)
             return StageResult(stage.name, "failed", time.monotonic() - started, str(exc))
@@ -166,7 +167,7 @@ class Engine:
         seconds = time.monotonic() - started
         detail = self._summary(stage, seconds)
         log.info("%s: done in %s", stage.name, detail)
-        return StageResult(stage.name, "ran", seconds, detail)
+        return _checked(StageResult(stage.name, "ran", seconds, detail), failed)
 
     def _decide(self, stage: Stage, forced: frozenset[str], hashes: HashCache | None) -> tuple[str, str]:
         parts = self._key_parts(stage, hashes)
@@ -216,7 +217,7 @@ class Engine:
             paths[name] = stage_folder(self.project.output, producer.name) / name
         return paths
 
-    def _execute(self, stage: Stage, hashes: HashCache) -> None:
+    def _execute(self, stage: Stage, hashes: HashCache) -> list[str]:
         parts = self._key_parts(stage, hashes)
         work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
         work_dir.mkdir(parents=True)
@@ -230,9 +231,10 @@ class Engine:
             _fsync_tree(work_dir)
             manifest = {"stage": stage.name, "key": parts.key, "params": parts.params, "inputs": parts.inputs,
                         "model": parts.model, "code": parts.code, "outputs": describe_outputs(work_dir),
-                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                        "failed_checks": ctx.failed_checks, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             write_json_atomic(work_dir / MANIFEST, manifest)
             self._commit(work_dir, stage_folder(self.project.output, stage.name))
+            return ctx.failed_checks
         except OSError as exc:
             raise StageError(
                 f"{stage.name}: {exc.filename or self.project.output}: {exc.strerror or exc}; "
@@ -269,6 +271,15 @@ class Engine:
             return f"{seconds:.1f} s, {files} files"
         programme_s = MediaInfo.load(media_json).duration_s
         return f"{seconds:.1f} s ({seconds / programme_s:.3f}x real time), {files} files in {folder}"
+
+
+def _checked(result: StageResult, failed_checks: list[str]) -> StageResult:
+    """``result``, turned into a failure when the stage's own checks failed."""
+    if not failed_checks:
+        return result
+    message = f"{len(failed_checks)} QC check(s) failed: " + "; ".join(failed_checks)
+    log.error("%s: %s", result.name, message)
+    return StageResult(result.name, "failed", result.seconds, message)
 
 
 def _file_handler(path: Path) -> logging.Handler:

@@ -27,7 +27,9 @@ class StageContext:
     ``inputs`` maps each declared input artifact name to its file;
     ``work_dir`` is an empty folder where every declared output must be
     written (``work_dir / name``); ``media`` is the input media file, for
-    the stage that reads it.
+    the stage that reads it. A stage that checks its own result (QC) lists
+    failed checks in ``failed_checks``: the engine still commits the
+    outputs, records the failures in the manifest and fails the run.
     """
 
     params: BaseModel
@@ -36,6 +38,7 @@ class StageContext:
     media: Path
     log: logging.Logger
     progress: ProgressHook = field(default_factory=NullProgress)
+    failed_checks: list[str] = field(default_factory=list)
 
     def output(self, name: str) -> Path:
         """Path where the stage writes its declared output ``name``."""

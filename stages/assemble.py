@@ -29,6 +29,7 @@ from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
 from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
 from dubprep.errors import StageError
 from dubprep.media import MediaInfo
+from dubprep.qc import QcInputs, QcLimits, run_qc
 from dubprep.stage import Stage, StageContext
 from dubprep.timecode import FrameRate, timecode_to_samples
 
@@ -46,6 +47,9 @@ class AssembleParams(BaseModel):
     writes 5.1/7.1 stems as one mono file per channel (.L .R .C .LFE .Ls .Rs).
     ``frame_rate`` and ``start_timecode`` replace what the source carries
     (an audio-only source has neither: 25 fps from 00:00:00:00 then).
+    ``qc`` holds the limits the delivery is checked against (16-bit stems
+    re-sum to the mix only about 65 dB down: set ``qc.null_test_min_db``
+    near 45 for them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,6 +61,7 @@ class AssembleParams(BaseModel):
     split_mono: bool = False
     frame_rate: str | None = None
     start_timecode: str | None = None
+    qc: QcLimits = QcLimits()
 
     @field_validator("name_template")
     @classmethod
@@ -93,11 +98,11 @@ class Programme:
 class AssembleStage(Stage):
     name = "assemble"
     inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "turns.json", "turns.rttm")
-    outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt")
+    outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "qc.json", "report.html")
     Params = AssembleParams
 
     def code_modules(self, params: AssembleParams) -> tuple[str, ...]:
-        return (__name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode")
+        return (__name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode", "dubprep.qc", "dubprep.qc_report")
 
     def run(self, ctx: StageContext) -> None:
         programme = _programme(MediaInfo.load(ctx.inputs["media.json"]), ctx)
@@ -118,6 +123,12 @@ class AssembleStage(Stage):
         shutil.copyfile(ctx.inputs["turns.rttm"], ctx.output("turns.rttm"))
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
+        qc = QcInputs(
+            work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"], dx=ctx.inputs["DX.wav"],
+            me=ctx.inputs["ME.wav"], media=programme.media, turns=ctx.inputs["turns.json"],
+            start_timecode=programme.start_timecode, rate=programme.rate, source=ctx.media,
+        )
+        ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
 
 
 def _programme(media: MediaInfo, ctx: StageContext) -> Programme:
@@ -200,6 +211,7 @@ class StemFiles:
         self.sample_format, self.format_tag = _FORMATS[ctx.params.bit_depth]
         self.origination = datetime.now().replace(microsecond=0)
         self.written: set[str] = set()
+        self.assets: dict[str, tuple[Path, ...]] = {}
 
     def copy(self, asset: str, source: Path) -> None:
         """Re-encode a float stem block by block."""
@@ -245,6 +257,7 @@ class StemFiles:
             if path in self.written:
                 raise StageError(f"assemble.name_template: two stems would both be named {path}; include {{asset}}")
             self.written.add(path)
+        self.assets[asset] = tuple(self.ctx.output(p) for p in paths)
         return [open_bwf(self.ctx.output(p), layout, self.sample_format, self._bext(asset)) for p, layout in zip(paths, layouts)]
 
     def _bext(self, asset: str) -> BextMetadata:
