@@ -76,6 +76,36 @@ def plan(project, input_path, output, from_stage, until_stage, force) -> int:
     return 0
 
 
+@cli.command()
+@click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--media", help="Glob of media files ('reels/*.mov'); each is a job of the template PROJECT (or the default preset).")
+@click.option("--output-root", type=click.Path(path_type=Path), help="With --media: each job writes OUTPUT_ROOT/<media stem>.")
+@click.option("--scheduler", help="A running dask scheduler (tcp://host:8786); default: a local cluster.")
+@click.option("--workers", type=click.IntRange(min=1), help="Local cluster processes (default: one per CPU core, at most one per job).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="How many more times a failed job runs.")
+@click.option("--gpu-per-job", type=click.FloatRange(min=0, min_open=True), help="Units of the workers' GPU resource each job holds.")
+def batch(projects, media, output_root, scheduler, workers, retries, gpu_per_job) -> int:
+    """Run several projects, or one template over many media files, as jobs on dask."""
+    from rich.console import Console
+
+    from dubprep.batch import BatchParams, finished_line, jobs_from_projects, jobs_from_template, run_batch, summary_table
+
+    if media is None and (output_root or not projects):
+        raise click.UsageError("give project files, or one template project with --media and --output-root")
+    if media is not None and (len(projects) > 1 or output_root is None):
+        raise click.UsageError("--media needs --output-root and at most one template project; quote the --media pattern")
+    if scheduler and workers:
+        raise click.UsageError("--workers sizes the local cluster; drop it when using --scheduler")
+    jobs = jobs_from_template(projects[0] if projects else None, media, output_root) if media else jobs_from_projects(list(projects))
+    params = BatchParams(scheduler=scheduler, workers=workers, retries=retries, gpu_per_job=gpu_per_job)
+    report = run_batch(jobs, params, on_result=lambda result: click.echo(finished_line(result), err=True))
+    Console().print(summary_table(report))
+    for result in report.results:
+        if result.status == "failed":
+            click.echo(f"{result.name} failed: {result.error}", err=True)
+    return 0 if report.ok else 1
+
+
 def _load(project, input_path, output):
     from dubprep.config import load_project
 

@@ -17,6 +17,7 @@ stage it was in.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -42,7 +43,7 @@ from dubprep.stages.separate import SeparateStage
 STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), AssembleStage())
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 LOG_NAME = "dubprep.log"
-log = logging.getLogger("dubprep")
+_runs = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class Engine:
         self.project = project
         self.progress = progress
         self.state_dir = project.output / ".dubprep"
+        # A logger of its own, under 'dubprep' (whose handlers print to the
+        # terminal), so engines sharing a process never share a log file.
+        self.log = logging.getLogger(f"dubprep.run{next(_runs)}")
+        self.log.setLevel(logging.DEBUG)
 
     def selected(self, options: RunOptions) -> tuple[Stage, ...]:
         first = STAGE_NAMES.index(options.from_stage) if options.from_stage else 0
@@ -126,12 +131,12 @@ class Engine:
         """Run the selected stages under the output lock; never raises DubprepError."""
         self.project.output.mkdir(parents=True, exist_ok=True)
         handler = _file_handler(self.project.output / LOG_NAME)
-        log.addHandler(handler)
+        self.log.addHandler(handler)
         report = RunReport()
         try:
             with OutputLock(self.state_dir, self.project.output):
                 self._clean_state()
-                log.info("run: %s -> %s", self.project.input, self.project.output)
+                self.log.info("run: %s -> %s", self.project.input, self.project.output)
                 hashes = HashCache(self.state_dir / "hashes.json")
                 for stage in self.selected(options):
                     result = self._run_stage(stage, self.forced(options), hashes)
@@ -139,10 +144,10 @@ class Engine:
                     if result.status == "failed":
                         break
         except DubprepError as exc:
-            log.error("%s", exc)
+            self.log.error("%s", exc)
             report.results.append(StageResult("lock", "failed", 0.0, str(exc)))
         finally:
-            log.removeHandler(handler)
+            self.log.removeHandler(handler)
             handler.close()
         return report
 
@@ -151,23 +156,23 @@ class Engine:
         try:
             action, reason = self._decide(stage, forced, hashes)
             if action == "cached":
-                log.info("%s: cached (%s)", stage.name, reason)
+                self.log.info("%s: cached (%s)", stage.name, reason)
                 failed = read_manifest(stage_folder(self.project.output, stage.name)).get("failed_checks", [])
-                return _checked(StageResult(stage.name, "cached", 0.0, reason), failed)
-            log.info("%s: running (%s)", stage.name, reason)
+                return _checked(StageResult(stage.name, "cached", 0.0, reason), failed, self.log)
+            self.log.info("%s: running (%s)", stage.name, reason)
             failed = self._execute(stage, hashes)
         except DubprepError as exc:
-            log.error("%s: failed: %s", stage.name, exc)
+            self.log.error("%s: failed: %s", stage.name, exc)
             return StageResult(stage.name, "failed", time.monotonic() - started, str(exc))
         except Exception as exc:  # a bug: keep the trace in the log, one line on the console
-            log.debug("%s", traceback.format_exc())
+            self.log.debug("%s", traceback.format_exc())
             message = f"internal error in {stage.name}: {exc!r}; see {self.project.output / LOG_NAME}"
-            log.error("%s: failed: %s", stage.name, message)
+            self.log.error("%s: failed: %s", stage.name, message)
             return StageResult(stage.name, "failed", time.monotonic() - started, message)
         seconds = time.monotonic() - started
         detail = self._summary(stage, seconds)
-        log.info("%s: done in %s", stage.name, detail)
-        return _checked(StageResult(stage.name, "ran", seconds, detail), failed)
+        self.log.info("%s: done in %s", stage.name, detail)
+        return _checked(StageResult(stage.name, "ran", seconds, detail), failed, self.log)
 
     def _decide(self, stage: Stage, forced: frozenset[str], hashes: HashCache | None) -> tuple[str, str]:
         parts = self._key_parts(stage, hashes)
@@ -222,7 +227,7 @@ class Engine:
         work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
         work_dir.mkdir(parents=True)
         params = getattr(self.project, stage.name)
-        ctx = StageContext(params, self._input_paths(stage), work_dir, self.project.input, log, self.progress())
+        ctx = StageContext(params, self._input_paths(stage), work_dir, self.project.input, self.log, self.progress())
         try:
             stage.run(ctx)
             missing = [name for name in stage.outputs if not (work_dir / name).is_file()]
@@ -260,7 +265,7 @@ class Engine:
             folder = self.state_dir / leftover
             if folder.is_dir():
                 for entry in folder.iterdir():
-                    log.info("removing %s left by an interrupted run", entry)
+                    self.log.info("removing %s left by an interrupted run", entry)
                     shutil.rmtree(entry, ignore_errors=True)
 
     def _summary(self, stage: Stage, seconds: float) -> str:
@@ -273,7 +278,7 @@ class Engine:
         return f"{seconds:.1f} s ({seconds / programme_s:.3f}x real time), {files} files in {folder}"
 
 
-def _checked(result: StageResult, failed_checks: list[str]) -> StageResult:
+def _checked(result: StageResult, failed_checks: list[str], log: logging.Logger) -> StageResult:
     """``result``, turned into a failure when the stage's own checks failed."""
     if not failed_checks:
         return result
