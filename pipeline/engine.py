@@ -135,8 +135,8 @@ class Engine:
         report = RunReport()
         try:
             with OutputLock(self.state_dir, self.project.output):
-                self._clean_state()
                 self.log.info("run: %s -> %s", self.project.input, self.project.output)
+                self._clean_state()
                 hashes = HashCache(self.state_dir / "hashes.json")
                 for stage in self.selected(options):
                     result = self._run_stage(stage, self.forced(options), hashes)

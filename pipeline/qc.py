@@ -254,7 +254,7 @@ def run_qc(
     write_report(inputs.work_dir / "report.html", result)
     for failure in result.failures:
         log.warning("qc: %s", failure)
-    log.info("qc: %d checks, %d failed; see %s", len(result.checks), len(result.failures), inputs.work_dir / "report.html")
+    log.info("qc: %d checks, %d failed; details in report.html beside the stems", len(result.checks), len(result.failures))
     return result.failures
 
 
