@@ -155,7 +155,7 @@ def run_job(job: JobSpec) -> JobResult:
     started = time.monotonic()
     project = load_project(job.project, job.input, job.output)
     report = Engine(project).run(RunOptions())
-    failed = [r for r in report.results if r.status == "failed"]
+    failed = [r for r in report.results if r.status in ("failed", "qc_failed")]
     result = JobResult(
         name=job.name,
         output=project.output,

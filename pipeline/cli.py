@@ -14,6 +14,9 @@ import click
 from dubprep.errors import DubprepError
 
 _STAGES = ("extract", "separate", "diarize", "assemble")
+# Exit codes: 0 all done, 1 an error (nothing trusted past it), 3 done but QC
+# flagged the delivery, so a farm can tell "rerun" from "review".
+QC_FAILED_EXIT = 3
 
 
 def _project_options(command):
@@ -45,10 +48,14 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet) -> i
     engine = Engine(_load(project, input_path, output), progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
-        click.echo(f"{result.name:<9} {result.status:<7} {result.detail}", err=quiet)
+        click.echo(f"{result.name:<9} {result.status:<9} {result.detail}", err=quiet)
     failed = [r for r in report.results if r.status == "failed"]
     if failed:
         raise DubprepError(failed[0].detail)
+    flagged = [r for r in report.results if r.status == "qc_failed"]
+    if flagged:
+        click.echo(f"error: {flagged[0].detail}; everything was written, see report.html", err=True)
+        return QC_FAILED_EXIT
     return 0
 
 

@@ -65,7 +65,7 @@ class StagePlan:
 @dataclass(frozen=True)
 class StageResult:
     name: str
-    status: Literal["ran", "cached", "failed"]
+    status: Literal["ran", "cached", "failed", "qc_failed"]
     seconds: float
     detail: str
 
@@ -76,7 +76,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "failed" for r in self.results)
+        return all(r.status in ("ran", "cached") for r in self.results)
 
 
 def stage_folder(output: Path, name: str) -> Path:
@@ -284,7 +284,7 @@ def _checked(result: StageResult, failed_checks: list[str], log: logging.Logger)
         return result
     message = f"{len(failed_checks)} QC check(s) failed: " + "; ".join(failed_checks)
     log.error("%s: %s", result.name, message)
-    return StageResult(result.name, "failed", result.seconds, message)
+    return StageResult(result.name, "qc_failed", result.seconds, message)
 
 
 def _file_handler(path: Path) -> logging.Handler:

@@ -162,10 +162,10 @@ def test_run_killed_mid_stage_resumes_at_that_stage(tmp_path):
 def test_qc_failure_writes_everything_and_exits_nonzero(finished, tmp_path, capsys):
     project, out = copy_run(finished, tmp_path)
     project.write_text(project.read_text() + "assemble:\n  qc:\n    me_true_peak_max_dbtp: -80.0\n")
-    assert main(["run", str(project), "--quiet"]) == 1
+    assert main(["run", str(project), "--quiet"]) == 3
     assert "QC check(s) failed: ME true peak" in capsys.readouterr().err
     assert read_manifest(out / "deliverables")["failed_checks"]
     assert (out / "deliverables/report.html").is_file()
     # A cached result keeps its failed checks: the exit code stays non-zero.
-    assert main(["run", str(project), "--quiet"]) == 1
+    assert main(["run", str(project), "--quiet"]) == 3
     assert "QC check(s) failed" in capsys.readouterr().err
