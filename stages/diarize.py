@@ -1,9 +1,12 @@
 """Diarize: who speaks when, on the dialogue stem.
 
-The ``builtin`` backend (:mod:`dubprep.stages.backends.builtin_diarizer`)
-runs offline with weights that ship in wheels. Labels are SPK01, SPK02, ...
-in order of first appearance; turns are written as RTTM and JSON with an
-overlap flag, and each speaker's centroid embedding as ``speakers.npz``.
+The ``builtin`` backend runs offline with weights that ship in wheels:
+Silero VAD (:mod:`dubprep.stages.backends.vad`) and Resemblyzer embeddings
+clustered with an automatic speaker count
+(:mod:`dubprep.stages.backends.builtin_diarizer`). Labels are SPK01,
+SPK02, ... in order of first appearance; turns are written as RTTM and JSON
+with an overlap flag, and each speaker's centroid embedding as
+``speakers.npz``.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dubprep.media import MediaInfo
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import builtin_diarizer
+from dubprep.stages.backends import builtin_diarizer, vad
+
+URI = "programme"
 
 
 class DiarizeParams(BaseModel):
-    """Speaker count control and the backend's few settings.
+    """Speaker count control and the two settings that change results.
 
-    ``num_speakers`` fixes the count; otherwise it lies in [min, max] and is
-    chosen by ``distance_threshold`` (cosine distance at which clusters stop
-    merging). ``vad_threshold`` is Silero's speech probability cut.
+    ``num_speakers`` fixes the count; otherwise it is found within
+    [``min_speakers``, ``max_speakers``]. ``vad_threshold`` is Silero's
+    speech probability cut (raise it for noisy stems). Two voice clusters
+    whose centroids have a cosine similarity of ``speaker_similarity`` or
+    more are one speaker: lower it if one actor is split in two, raise it
+    if two actors are merged.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,13 +45,20 @@ class DiarizeParams(BaseModel):
     min_speakers: int = Field(default=1, ge=1, le=50)
     max_speakers: int = Field(default=10, ge=1, le=50)
     vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    distance_threshold: float = Field(default=0.3, gt=0.0, lt=2.0)
+    speaker_similarity: float = Field(default=0.9, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> DiarizeParams:
         if self.min_speakers > self.max_speakers:
             raise ValueError(f"min_speakers {self.min_speakers} is above max_speakers {self.max_speakers}")
         return self
+
+    @property
+    def speaker_range(self) -> tuple[int, int]:
+        """(fewest, most) speakers to find."""
+        if self.num_speakers is not None:
+            return self.num_speakers, self.num_speakers
+        return self.min_speakers, self.max_speakers
 
 
 class DiarizeStage(Stage):
@@ -53,7 +68,7 @@ class DiarizeStage(Stage):
     Params = DiarizeParams
 
     def code_modules(self, params: DiarizeParams) -> tuple[str, ...]:
-        return (__name__, builtin_diarizer.__name__)
+        return (__name__, vad.__name__, builtin_diarizer.__name__)
 
     def model_checksum(self, params: DiarizeParams) -> str:
         digest = hashlib.sha256()
@@ -63,39 +78,54 @@ class DiarizeStage(Stage):
 
     def run(self, ctx: StageContext) -> None:
         params: DiarizeParams = ctx.params
-        settings = builtin_diarizer.Settings(
-            vad_threshold=params.vad_threshold, min_speech_s=0.25, min_silence_s=0.3, hop_s=0.25,
-            distance_threshold=params.distance_threshold, num_speakers=params.num_speakers,
-            min_speakers=params.min_speakers, max_speakers=params.max_speakers,
-        )
         media = MediaInfo.load(ctx.inputs["media.json"])
-        annotation, centroids = builtin_diarizer.diarize(ctx.inputs["DX.wav"], media, settings)
+        source = vad.MonoSource.open(ctx.inputs["DX.wav"], media.channel_names)
+        regions = vad.detect_speech(source, params.vad_threshold, ctx.progress)
+        if regions:
+            result = builtin_diarizer.diarize_regions(
+                source, regions, params.speaker_range, params.speaker_similarity, ctx.log, ctx.progress
+            )
+            annotation, centroids = result.annotation, result.centroids
+        else:
+            ctx.log.warning("diarize: no speech found in %s; writing no speaker turns", ctx.inputs["DX.wav"])
+            annotation, centroids = Annotation(uri=URI), np.zeros((0, 256), np.float32)
         annotation, names = label_by_appearance(annotation)
-        if not names:
-            ctx.log.warning("diarize: no speech found in %s; no speaker turns", ctx.inputs["DX.wav"])
-        if params.num_speakers and len(names) < params.num_speakers:
-            ctx.log.warning("diarize: num_speakers %d asked, %d heard", params.num_speakers, len(names))
-        with open(ctx.output("turns.rttm"), "w") as f:
-            annotation.write_rttm(f)
-        ctx.output("turns.json").write_text(json.dumps(turns_json(annotation, list(names.values())), indent=2) + "\n")
-        np.savez(ctx.output("speakers.npz"), **{names[k]: v for k, v in centroids.items() if k in names})
+        write_outputs(ctx, annotation, names, centroids)
         ctx.log.info("diarize: %d speakers, %d turns", len(names), len(annotation))
 
 
 def label_by_appearance(annotation: Annotation) -> tuple[Annotation, dict[int, str]]:
-    """Rename cluster labels SPK01, SPK02, ... by first appearance."""
+    """Rename cluster indices SPK01, SPK02, ... by first appearance."""
     names: dict[int, str] = {}
-    for segment, _, label in annotation.itertracks(yield_label=True):
+    for _, _, label in annotation.itertracks(yield_label=True):
         names.setdefault(label, f"SPK{len(names) + 1:02d}")
-    return annotation.rename_labels(mapping=names), names
+    renamed = annotation.rename_labels(mapping=names)
+    renamed.uri = URI
+    return renamed, names
 
 
 def turns_json(annotation: Annotation, speakers: list[str]) -> dict:
-    """{"speakers": [...], "turns": [{speaker, start_s, end_s, overlap}]} sorted by start."""
+    """{"speakers": [...], "turns": [{speaker, start_s, end_s, overlap}]} sorted by start.
+
+    A turn is flagged when any other speaker talks during part of it.
+    """
     overlap = annotation.get_overlap()
     turns = [
-        {"speaker": label, "start_s": round(segment.start, 3), "end_s": round(segment.end, 3),
-         "overlap": bool(overlap.crop(segment).duration() > 0) if overlap else False}
+        {
+            "speaker": label,
+            "start_s": round(segment.start, 3),
+            "end_s": round(segment.end, 3),
+            "overlap": bool(overlap.crop(segment).duration() > 0),
+        }
         for segment, _, label in annotation.itertracks(yield_label=True)
     ]
     return {"speakers": speakers, "turns": sorted(turns, key=lambda t: (t["start_s"], t["speaker"]))}
+
+
+def write_outputs(ctx: StageContext, annotation: Annotation, names: dict[int, str], centroids: np.ndarray) -> None:
+    """turns.rttm, turns.json and speakers.npz (one 256-d centroid per label)."""
+    with open(ctx.output("turns.rttm"), "w") as f:
+        annotation.write_rttm(f)
+    speakers = list(names.values())
+    ctx.output("turns.json").write_text(json.dumps(turns_json(annotation, speakers), indent=2) + "\n")
+    np.savez(ctx.output("speakers.npz"), **{names[index]: centroids[index] for index in names})
