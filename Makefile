@@ -31,6 +31,8 @@ chromium:
 
 bench: install
 	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/separation.py
+	$(PY) benchmarks/diarization.py
 
 clean-demo:
 	rm -rf examples/out examples/media

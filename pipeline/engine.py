@@ -3,7 +3,7 @@
 Layout of an output folder::
 
     OUT/work/extract/      mix.wav, media.json, manifest.json
-    OUT/work/separate/     DX.wav, ME.wav, manifest.json
+    OUT/work/separate/     DX.wav, ME.wav, MX.wav, FX.wav, manifest.json
     OUT/work/diarize/      turns.rttm, turns.json, ..., manifest.json
     OUT/deliverables/      what the studio receives, manifest.json
     OUT/dubprep.log        every run's log, appended
