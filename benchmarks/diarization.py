@@ -58,7 +58,8 @@ _LINES = (
     "He went home an hour ago, he said his daughter was ill.",
     "It is freezing outside, and the car will not start.",
 )
-# (name, voices, turns, seed): two to five speakers, and one alone.
+# (name, voices, turns, seed): two to five speakers, one alone, and a 15-minute
+# programme (clustering then runs on a subsample of the windows).
 _CONVERSATIONS = (
     ("two", ("rms", "slt"), 30, 1),
     ("three", ("awb", "rms", "allison"), 40, 3),
@@ -66,6 +67,7 @@ _CONVERSATIONS = (
     ("four", ("awb", "slt", "kal16", "allison"), 40, 7),
     ("one-allison", ("allison",), 15, 4),
     ("one-rms", ("rms",), 10, 5),
+    ("15-minutes", ("rms", "slt", "awb", "kal16", "allison"), 200, 11),
 )
 
 

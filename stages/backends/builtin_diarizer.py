@@ -15,12 +15,12 @@ amount of speech only, 1 KB per 0.1 s of speech):
    samples make them alike whatever the speaker; pruning level chosen by
    the normalised maximum eigengap of Park et al. 2019), then clusters
    whose centroids are as alike as one speaker's are (cosine
-   >= ``speaker_similarity``) are merged, and a cluster that matches
-   the mean of two others that well is dissolved into them: it is made of
-   windows straddling their turn changes.
-4. Every frame goes to its nearest centroid (three k-means refinements;
-   centroids that refining makes as alike as one speaker's are merged),
-   and runs of equal labels become turns of a pyannote ``Annotation``.
+   >= ``speaker_similarity``) are merged.
+4. Every frame goes to its nearest centroid (k-means refinements). Centroids
+   that refining makes as alike as one speaker's are merged; then a
+   centroid that matches the mean of two others that well is dropped: its
+   frames straddle their turn changes. Runs of equal labels become turns of
+   a pyannote ``Annotation``.
 
 Measured same-speaker centroid similarity (4 s of speech each) is 0.91 or
 more and different-speaker similarity 0.86 or less on those recordings;
@@ -51,6 +51,7 @@ _CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side ove
 _MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1500
 _MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
 _MAX_INITIAL_CLUSTERS = 20
+_CONNECTED = 1e-6  # second Laplacian eigenvalue above this: the pruned graph is connected
 _TARGET_DBFS = -30.0  # Resemblyzer's training level (audio_norm_target_dBFS)
 _BATCH = 64  # windows per encoder call
 _BATCH_SPAN = MODEL_RATE * 8  # and at most 8 s of audio read for them
@@ -155,19 +156,23 @@ def _spectral_vectors(affinity: np.ndarray, count: int) -> np.ndarray:
 
     Each row keeps its p strongest links; p is the one minimising
     (p / n) / (largest normalised eigengap), Park et al.'s NME criterion, so
-    the pruning adapts to each recording instead of being a constant.
+    the pruning adapts to each recording instead of being a constant. Only
+    p that leave the graph connected compete: a disconnected graph's first
+    eigenvectors pick out its loose pieces (a few windows that happen to
+    like each other), not speakers. The largest p, tried first, is kept
+    if no p leaves the graph connected.
     """
     n = len(affinity)
     order = np.argsort(-affinity, axis=1)
     best_ratio, best_laplacian = np.inf, None
-    for p in np.unique(np.geomspace(2, max(2, n // 4), 12).astype(int)):
+    for p in np.unique(np.geomspace(2, max(2, n // 4), 12).astype(int))[::-1]:
         pruned = np.zeros_like(affinity)
         np.put_along_axis(pruned, order[:, :p], 1.0, axis=1)
         pruned = (pruned + pruned.T) / 2
         laplacian = np.diag(pruned.sum(axis=1)) - pruned
         values = scipy.linalg.eigh(laplacian, eigvals_only=True, subset_by_index=[0, count])
         ratio = (p / n) / (np.diff(values).max() / (values[-1] + 1e-10) + 1e-10)
-        if ratio < best_ratio:
+        if best_laplacian is None or (values[1] > _CONNECTED and ratio < best_ratio):
             best_ratio, best_laplacian = ratio, laplacian
     _, vectors = scipy.linalg.eigh(best_laplacian, subset_by_index=[0, count - 1])
     return vectors
@@ -212,25 +217,16 @@ def _mixture(centroids: np.ndarray, similarity: float) -> tuple[int, int, int] |
 def _merge(embeddings: np.ndarray, labels: np.ndarray, similarity: float, low: int, high: int) -> np.ndarray:
     """Merge the most alike clusters while alike (or above ``high``), down to ``low``."""
     labels = labels.copy()
-    while True:
-        count = labels.max() + 1
-        if count <= low:
-            return labels
-        centroids = _centroids(embeddings, labels, count)
+    while labels.max() + 1 > low:
+        centroids = _centroids(embeddings, labels, labels.max() + 1)
         alike = centroids @ centroids.T
         np.fill_diagonal(alike, -1.0)
         a, b = np.unravel_index(np.argmax(alike), alike.shape)
-        if alike[a, b] < similarity and count <= high:
-            mixture = _mixture(centroids, similarity)
-            if mixture is None:
-                return labels
-            c, a, b = mixture
-            members = labels == c
-            closer_a = embeddings[members] @ centroids[a] >= embeddings[members] @ centroids[b]
-            labels[members] = np.where(closer_a, a, b)
-        else:
-            labels[labels == b] = a
+        if alike[a, b] < similarity and len(centroids) <= high:
+            break
+        labels[labels == b] = a
         labels = np.unique(labels, return_inverse=True)[1]
+    return labels
 
 
 def cluster(
@@ -238,12 +234,22 @@ def cluster(
 ) -> np.ndarray:
     """Speaker index of each clustered window; ``low``..``high`` speakers when possible.
 
-    With ``low == high`` (a given speaker count) the merging ignores
+    ``centres`` are the windows' centres (16 kHz samples). With
+    ``low == high`` (a given speaker count) the merging ignores
     ``similarity`` and stops at that count.
     """
-    min_size = max(1, round(_MIN_CLUSTER_S * MODEL_RATE / (_CLUSTER_STRIDE * FRAME_SAMPLES)))
+    spacing = np.median(np.diff(centres)) if len(centres) > 1 else FRAME_SAMPLES
+    min_size = max(2, round(_MIN_CLUSTER_S * MODEL_RATE / spacing))
     labels = _over_cluster(embeddings, centres, min_size)
     return _merge(embeddings, labels, -np.inf if low == high else similarity, low, high)
+
+
+def _refine(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Three k-means steps over all frames (empty clusters dropped); labels and centroids."""
+    for _ in range(3):
+        present, labels = np.unique(np.argmax(embeddings @ centroids.T, axis=1), return_inverse=True)
+        centroids = _centroids(embeddings, labels, len(present))
+    return np.argmax(embeddings @ centroids.T, axis=1), centroids
 
 
 def assign(
@@ -251,24 +257,28 @@ def assign(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-centroid label of every frame, and the refined centroids.
 
-    Three k-means refinements over all frames; a cluster left empty is
-    dropped. Refining can make two centroids as alike as one speaker's
-    (>= ``similarity``): those two are merged (down to ``low`` clusters)
-    and the frames assigned again.
+    Refining over all frames can make two centroids as alike as one
+    speaker's (>= ``similarity``): they are merged. Once no pair is, a
+    centroid that alike to the mean of two others is dropped: its frames
+    straddle those two speakers' turn changes. Either way the frames are
+    assigned again; never below ``low`` clusters.
     """
     while True:
-        for _ in range(3):
-            present, labels = np.unique(np.argmax(embeddings @ centroids.T, axis=1), return_inverse=True)
-            centroids = _centroids(embeddings, labels, len(present))
-        labels = np.argmax(embeddings @ centroids.T, axis=1)
+        labels, centroids = _refine(embeddings, centroids)
         alike = centroids @ centroids.T
         np.fill_diagonal(alike, -1.0)
-        if len(centroids) <= low or alike.max() < similarity:
+        if len(centroids) <= low:
             return labels, centroids
-        a, b = np.unravel_index(np.argmax(alike), alike.shape)
-        labels[labels == b] = a
-        labels = np.unique(labels, return_inverse=True)[1]
-        centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
+        if alike.max() >= similarity:
+            a, b = np.unravel_index(np.argmax(alike), alike.shape)
+            labels[labels == b] = a
+            labels = np.unique(labels, return_inverse=True)[1]
+            centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
+            continue
+        mixture = _mixture(centroids, similarity)
+        if mixture is None:
+            return labels, centroids
+        centroids = np.delete(centroids, mixture[0], axis=0)
 
 
 def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
