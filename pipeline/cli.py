@@ -37,7 +37,8 @@ def cli() -> None:
 @click.option("--until", "until_stage", type=click.Choice(_STAGES), help="Stop after this stage.")
 @click.option("--force", multiple=True, type=click.Choice(_STAGES), help="Rerun this stage even if cached (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on the terminal.")
-def run(project, input_path, output, from_stage, until_stage, force, quiet) -> int:
+@click.option("--device", help="Torch device for the models: auto, cpu, cuda or cuda:N (overrides the project's).")
+def run(project, input_path, output, from_stage, until_stage, force, quiet, device) -> int:
     """Run the pipeline (the 'default' preset when no PROJECT is given)."""
     from dubprep.console import RichProgress, configure_logging
     from dubprep.engine import Engine
@@ -45,7 +46,7 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet) -> i
 
     configure_logging(quiet)
     options = _options(from_stage, until_stage, force)
-    engine = Engine(_load(project, input_path, output), progress=NullProgress if quiet else RichProgress)
+    engine = Engine(_load(project, input_path, output, device), progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
         click.echo(f"{result.name:<9} {result.status:<9} {result.detail}", err=quiet)
@@ -113,10 +114,10 @@ def batch(projects, media, output_root, scheduler, workers, retries, gpu_per_job
     return 0 if report.ok else 1
 
 
-def _load(project, input_path, output):
+def _load(project, input_path, output, device=None):
     from dubprep.config import load_project
 
-    return load_project(project, input_path, output)
+    return load_project(project, input_path, output, device)
 
 
 def _options(from_stage, until_stage, force):

@@ -8,13 +8,15 @@ before any work; an error names the file, the key path and the allowed values.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from dubprep.device import DEVICE_PATTERN
 from dubprep.errors import ConfigError
 from dubprep.stages.assemble import AssembleParams
 from dubprep.stages.diarize import DiarizeParams
@@ -31,10 +33,18 @@ class Project(BaseModel):
 
     input: Path
     output: Path
+    device: str = "auto"
     extract: ExtractParams = ExtractParams()
     separate: SeparateParams = SeparateParams()
     diarize: DiarizeParams = DiarizeParams()
     assemble: AssembleParams = AssembleParams()
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return value
 
 
 def preset_names() -> list[str]:
@@ -42,11 +52,14 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in resources.files("dubprep.presets").iterdir() if p.name.endswith(".yaml"))
 
 
-def load_project(path: Path | None, input_path: Path | None = None, output_path: Path | None = None) -> Project:
+def load_project(
+    path: Path | None, input_path: Path | None = None, output_path: Path | None = None, device: str | None = None
+) -> Project:
     """Load, merge and validate a project; ``path=None`` runs the default preset.
 
     ``input_path`` / ``output_path`` override the project's (relative to the
-    current folder), so one project file serves as a template for many reels.
+    current folder), so one project file serves as a template for many reels;
+    ``device`` overrides the project's ``device``.
     """
     label = str(path) if path else f"preset '{DEFAULT_PRESET}'"
     raw = _resolve(path, seen=()) if path else _preset(DEFAULT_PRESET, label)
@@ -55,6 +68,8 @@ def load_project(path: Path | None, input_path: Path | None = None, output_path:
         raw["input"] = Path(input_path).absolute()
     if output_path is not None:
         raw["output"] = Path(output_path).absolute()
+    if device is not None:
+        raw["device"] = device
     for key in ("input", "output"):
         if key not in raw:
             flag = f"--{key}"

@@ -30,7 +30,8 @@ from typing import Literal
 
 from dubprep.cache import MANIFEST, HashCache, KeyParts, code_hash, describe_outputs, outputs_intact, read_manifest, write_json_atomic
 from dubprep.config import Project
-from dubprep.errors import DubprepError, StageError
+from dubprep.device import DeviceUnavailable, resolve_device
+from dubprep.errors import ConfigError, DubprepError, StageError
 from dubprep.lock import OutputLock
 from dubprep.media import MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
@@ -95,6 +96,7 @@ class Engine:
         # terminal), so engines sharing a process never share a log file.
         self.log = logging.getLogger(f"dubprep.run{next(_runs)}")
         self.log.setLevel(logging.DEBUG)
+        self._resolved_device: str | None = None
 
     def selected(self, options: RunOptions) -> tuple[Stage, ...]:
         first = STAGE_NAMES.index(options.from_stage) if options.from_stage else 0
@@ -227,7 +229,9 @@ class Engine:
         work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
         work_dir.mkdir(parents=True)
         params = getattr(self.project, stage.name)
-        ctx = StageContext(params, self._input_paths(stage), work_dir, self.project.input, self.log, self.progress())
+        ctx = StageContext(
+            params, self._input_paths(stage), work_dir, self.project.input, self.log, self._device(), self.progress()
+        )
         try:
             stage.run(ctx)
             missing = [name for name in stage.outputs if not (work_dir / name).is_file()]
@@ -247,6 +251,16 @@ class Engine:
             ) from None
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _device(self) -> str:
+        """The torch device for this run's models, resolved when a stage first runs."""
+        if self._resolved_device is None:
+            try:
+                self._resolved_device = resolve_device(self.project.device)
+            except DeviceUnavailable as exc:
+                raise ConfigError(f"{exc}; set device: auto or cpu in the project, or pass --device cpu") from None
+            self.log.info("device: %s (asked for %s)", self._resolved_device, self.project.device)
+        return self._resolved_device
 
     def _commit(self, work_dir: Path, final: Path) -> None:
         """Swap the finished folder into place: old result to trash, new one in, trash gone."""

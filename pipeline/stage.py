@@ -27,7 +27,8 @@ class StageContext:
     ``inputs`` maps each declared input artifact name to its file;
     ``work_dir`` is an empty folder where every declared output must be
     written (``work_dir / name``); ``media`` is the input media file, for
-    the stage that reads it. A stage that checks its own result (QC) lists
+    the stage that reads it; ``device`` is the torch device for its models
+    ('cpu' or 'cuda:N', resolved from the project's ``device``). A stage that checks its own result (QC) lists
     failed checks in ``failed_checks``: the engine still commits the
     outputs, records the failures in the manifest and fails the run.
     """
@@ -37,6 +38,7 @@ class StageContext:
     work_dir: Path
     media: Path
     log: logging.Logger
+    device: str = "cpu"
     progress: ProgressHook = field(default_factory=NullProgress)
     failed_checks: list[str] = field(default_factory=list)
 

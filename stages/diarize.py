@@ -17,7 +17,7 @@ import json
 from typing import Literal
 
 import numpy as np
-from pyannote.core import Annotation
+from pyannote.core import Annotation, Timeline
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dubprep.media import MediaInfo
@@ -83,7 +83,7 @@ class DiarizeStage(Stage):
         regions = vad.detect_speech(source, params.vad_threshold, ctx.progress)
         if regions:
             result = builtin_diarizer.diarize_regions(
-                source, regions, params.speaker_range, params.speaker_similarity, ctx.log, ctx.progress
+                source, regions, params.speaker_range, params.speaker_similarity, ctx.device, ctx.log, ctx.progress
             )
             annotation, centroids = result.annotation, result.centroids
         else:
@@ -104,12 +104,22 @@ def label_by_appearance(annotation: Annotation) -> tuple[Annotation, dict[int, s
     return renamed, names
 
 
-def turns_json(annotation: Annotation, speakers: list[str]) -> dict:
-    """{"speakers": [...], "turns": [{speaker, start_s, end_s, overlap}]} sorted by start.
+def turns_json(annotation: Annotation, exclusive: Annotation, speakers: list[str]) -> dict:
+    """{"speakers": [...], "turns": [...], "exclusive_turns": [...]}, each turn {speaker, start_s, end_s, overlap}.
 
-    A turn is flagged when any other speaker talks during part of it.
+    ``turns`` may overlap (two people talking at once); ``exclusive_turns``
+    give each moment to one speaker at most, with the same labels. A turn is
+    flagged when any other speaker talks during part of it (in ``turns``).
     """
     overlap = annotation.get_overlap()
+    return {
+        "speakers": speakers,
+        "turns": _turn_list(annotation, overlap),
+        "exclusive_turns": _turn_list(exclusive, overlap),
+    }
+
+
+def _turn_list(annotation: Annotation, overlap: Timeline) -> list[dict]:
     turns = [
         {
             "speaker": label,
@@ -119,7 +129,7 @@ def turns_json(annotation: Annotation, speakers: list[str]) -> dict:
         }
         for segment, _, label in annotation.itertracks(yield_label=True)
     ]
-    return {"speakers": speakers, "turns": sorted(turns, key=lambda t: (t["start_s"], t["speaker"]))}
+    return sorted(turns, key=lambda t: (t["start_s"], t["speaker"]))
 
 
 def write_outputs(ctx: StageContext, annotation: Annotation, names: dict[int, str], centroids: np.ndarray) -> None:
@@ -127,5 +137,6 @@ def write_outputs(ctx: StageContext, annotation: Annotation, names: dict[int, st
     with open(ctx.output("turns.rttm"), "w") as f:
         annotation.write_rttm(f)
     speakers = list(names.values())
-    ctx.output("turns.json").write_text(json.dumps(turns_json(annotation, speakers), indent=2) + "\n")
+    # The builtin backend gives one speaker per moment: its turns are already exclusive.
+    ctx.output("turns.json").write_text(json.dumps(turns_json(annotation, annotation, speakers), indent=2) + "\n")
     np.savez(ctx.output("speakers.npz"), **{names[index]: centroids[index] for index in names})

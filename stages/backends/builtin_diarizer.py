@@ -76,12 +76,12 @@ class Diarization:
 
 
 @functools.cache
-def load_encoder() -> torch.nn.Module:
-    """Resemblyzer's speaker encoder from the weights inside its wheel."""
+def load_encoder(device: str) -> torch.nn.Module:
+    """Resemblyzer's speaker encoder from the weights inside its wheel, on ``device``."""
     from resemblyzer import VoiceEncoder
 
     try:
-        return VoiceEncoder(device="cpu", verbose=False).eval()
+        return VoiceEncoder(device=device, verbose=False).eval()
     except Exception as err:  # resemblyzer raises a bare Exception for missing weights
         raise ModelError(
             f"resemblyzer: its bundled pretrained.pt could not be loaded ({err}); reinstall it "
@@ -123,14 +123,14 @@ def _batches(window_starts: np.ndarray) -> Iterator[slice]:
         first = last
 
 
-def embed_frames(source: MonoSource, frames: Frames, progress: ProgressHook) -> np.ndarray:
+def embed_frames(source: MonoSource, frames: Frames, device: str, progress: ProgressHook) -> np.ndarray:
     """Unit-norm embedding of the 1.2 s around every frame; shape: (frames, 256).
 
     Windows are clamped inside the programme, so a frame near its start or
     end is embedded from the first or last 1.2 s. Audio is read per batch
     of neighbouring windows (at most ~9 s), never for the whole file.
     """
-    encoder = load_encoder()
+    encoder = load_encoder(device)
     window_starts = np.clip(frames.centres - WINDOW_SAMPLES // 2, 0, max(0, source.samples - WINDOW_SAMPLES))
     out = np.zeros((len(window_starts), 256), np.float32)
     progress.start("diarize: speaker embeddings", len(window_starts))
@@ -138,7 +138,7 @@ def embed_frames(source: MonoSource, frames: Frames, progress: ProgressHook) -> 
         for batch in _batches(window_starts):
             starts = window_starts[batch]
             audio = source.read(int(starts[0]), int(starts[-1] - starts[0]) + WINDOW_SAMPLES)
-            out[batch] = encoder(_mel_batch(audio, starts - starts[0])).numpy()
+            out[batch] = encoder(_mel_batch(audio, starts - starts[0]).to(device)).cpu().numpy()
             progress.advance(len(starts))
     progress.finish()
     return out
@@ -296,12 +296,13 @@ def diarize_regions(
     regions: list[SpeechRegion],
     speakers: tuple[int, int],
     similarity: float,
+    device: str,
     log: logging.Logger,
     progress: ProgressHook,
 ) -> Diarization:
-    """Speaker turns over ``regions`` of ``source`` with ``speakers`` = (fewest, most)."""
+    """Speaker turns over ``regions`` of ``source`` with ``speakers`` = (fewest, most); models on ``device``."""
     frames = speech_frames(regions)
-    embeddings = embed_frames(source, frames, progress)
+    embeddings = embed_frames(source, frames, device, progress)
     stride = max(_CLUSTER_STRIDE, -(-len(embeddings) // _MAX_CLUSTERED))
     sampled = embeddings[::stride]
     low, high = min(speakers[0], len(sampled)), min(speakers[1], len(sampled))
