@@ -114,6 +114,55 @@ def batch(projects, media, output_root, scheduler, workers, retries, gpu_per_job
     return 0 if report.ok else 1
 
 
+def _models_dir_option(command):
+    return click.option(
+        "--dir", "models_dir", type=click.Path(path_type=Path),
+        help="Models dir (default: $DUBPREP_MODELS_DIR, else ~/.cache/dubprep/models).",
+    )(command)
+
+
+@cli.group()
+def models() -> None:
+    """Separation models: which are known, where they go, whether they are intact."""
+
+
+@models.command("list")
+@_models_dir_option
+def models_list(models_dir) -> int:
+    """Show every known model: architecture, rate, stems, installed or not, folder."""
+    from dubprep.models import listing, models_dir as resolve_dir
+
+    for line in listing(resolve_dir(models_dir)):
+        click.echo(line)
+    return 0
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+@_models_dir_option
+def models_verify(names, models_dir) -> int:
+    """Check the sha256 of each file of NAMES (default: every installed model)."""
+    from dubprep.models import models_dir as resolve_dir, verify
+
+    lines, failure = verify(tuple(names), resolve_dir(models_dir))
+    for line in lines:
+        click.echo(line)
+    if failure:
+        raise DubprepError(failure)
+    return 0
+
+
+@models.command("path")
+@click.argument("name")
+@_models_dir_option
+def models_path(name, models_dir) -> int:
+    """Print the folder where model NAME's files go."""
+    from dubprep.models import entry, entry_directory, models_dir as resolve_dir
+
+    click.echo(entry_directory(entry(name), resolve_dir(models_dir)))
+    return 0
+
+
 def _load(project, input_path, output, device=None):
     from dubprep.config import load_project
 

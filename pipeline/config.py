@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from dubprep.device import DEVICE_PATTERN
 from dubprep.errors import ConfigError
+from dubprep.models import ModelsParams, registry
 from dubprep.stages.assemble import AssembleParams
 from dubprep.stages.diarize import DiarizeParams
 from dubprep.stages.extract import ExtractParams
-from dubprep.stages.separate import SeparateParams
+from dubprep.stages.separate import SeparateParams, model_directory
 
 DEFAULT_PRESET = "default"
 
@@ -34,6 +35,7 @@ class Project(BaseModel):
     input: Path
     output: Path
     device: str = "auto"
+    models: ModelsParams = ModelsParams()
     extract: ExtractParams = ExtractParams()
     separate: SeparateParams = SeparateParams()
     diarize: DiarizeParams = DiarizeParams()
@@ -77,7 +79,15 @@ def load_project(
     project = _validate(raw, label)
     if not project.input.is_file():
         raise ConfigError(f"{label}: input: file not found: {project.input}; fix the path or pass --input")
-    return project
+    return _with_model_located(project)
+
+
+def _with_model_located(project: Project) -> Project:
+    """The bandit backend's ``separate.model`` as the absolute directory it is in, found via ``models.dir``."""
+    if project.separate.backend != "bandit":
+        return project
+    located = str(model_directory(project.separate, project.models.dir))
+    return project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -89,6 +99,8 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     for key in ("input", "output"):
         if isinstance(data.get(key), str):
             data[key] = (path.parent / data[key]).absolute()
+    _absolute_diarize_paths(data, path.parent)
+    _absolute_model_paths(data, path.parent)
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -96,6 +108,35 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {parent!r}")
     base = _resolve(path.parent / parent, seen + (path,)) if parent.endswith((".yaml", ".yml")) else _preset(parent, str(path))
     return deep_merge(base, data)
+
+
+def _absolute_model_paths(data: dict[str, Any], folder: Path) -> None:
+    """``models.dir``, and a ``separate.model`` that is not a registered name, are relative to the YAML file."""
+    models = data.get("models")
+    if isinstance(models, dict) and isinstance(models.get("dir"), str):
+        models["dir"] = (folder / Path(models["dir"]).expanduser()).absolute()
+    separate = data.get("separate")
+    if isinstance(separate, dict) and isinstance(separate.get("model"), str) and separate["model"] not in registry():
+        separate["model"] = str((folder / Path(separate["model"]).expanduser()).absolute())
+
+
+def _absolute_diarize_paths(data: dict[str, Any], folder: Path) -> None:
+    """Reference clips, and a pyannote pipeline folder, are relative to the YAML file that names them.
+
+    A ``pyannote_pipeline`` that is no folder there stays as written: a
+    Hugging Face id.
+    """
+    diarize = data.get("diarize")
+    if not isinstance(diarize, dict):
+        return
+    speakers = diarize.get("speakers")
+    if isinstance(speakers, dict):
+        diarize["speakers"] = {
+            name: (folder / clip).absolute() if isinstance(clip, str) else clip for name, clip in speakers.items()
+        }
+    pipeline = diarize.get("pyannote_pipeline")
+    if isinstance(pipeline, str) and (folder / pipeline).is_dir():
+        diarize["pyannote_pipeline"] = str((folder / pipeline).absolute())
 
 
 def _preset(name: str, label: str) -> dict[str, Any]:

@@ -16,11 +16,19 @@ and DX + ME both re-sum to the mix (the null test).
 The mix is streamed in blocks; each dialogue stream has its own model state
 and runs in its own thread, so channels use the machine's cores in parallel
 and memory does not grow with the programme's length.
+
+The ``bandit`` backend (:mod:`dubprep.stages.backends.bandit`) runs one
+cinematic model (Bandit v2, BandIt Plus) that gives speech, music and
+effects at once on the same searched signals: DX is its speech, MX its
+music, ME = mix - DX and FX = ME - MX, so the same null sums hold. On the
+channels not searched (LFE; surrounds unless dialogue_channels is 'all')
+DX and MX are silent and the whole channel is FX (and ME): in film mixes
+LFE and surrounds carry mostly effects and ambience.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,14 +37,15 @@ from typing import Literal, Protocol
 
 import numpy as np
 import soundfile as sf
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from dubprep import models
 from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks, open_writer
 from dubprep.errors import StageError
 from dubprep.media import MediaInfo
 from dubprep.progress import ProgressHook
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import dfn3, mefx
+from dubprep.stages.backends import bandit, dfn3, mefx
 
 STEMS = ("DX.wav", "ME.wav", "MX.wav", "FX.wav")
 
@@ -57,15 +66,44 @@ class SeparateParams(BaseModel):
     ``atten_lim_db`` caps how far the model pulls non-dialogue down in DX
     (e.g. 20 keeps background at -20 dB in DX); None means no cap. The
     30-dB default scored 0.04-0.15 dB higher than no cap on every clip of
-    the benchmark.
+    the benchmark; it applies to dfn3 only.
+    ``backend``: 'dfn3' (DeepFilterNet3 for dialogue, bundled, fast on a
+    CPU) or 'bandit' (a Bandit v2 / BandIt Plus model for speech, music and
+    effects; needs its weights, a GPU for reasonable speed). ``model`` (bandit
+    only) is a registered model name (``dubprep models list``) or a model
+    directory; None means ``bandit-v2-dnr3-multi``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["dfn3"] = "dfn3"
+    backend: Literal["dfn3", "bandit"] = "dfn3"
     dialogue_channels: Literal["center", "front", "all"] = "front"
     stereo_search: Literal["mid_side", "left_right"] = "mid_side"
     atten_lim_db: float | None = Field(default=30.0, gt=0)
+    model: str | None = None
+
+    @field_validator("atten_lim_db")
+    @classmethod
+    def _dfn3_only(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if info.data.get("backend") == "bandit":
+            raise ValueError("applies to the dfn3 backend only; remove it")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _bandit_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("backend") == "dfn3":
+            raise ValueError("only the bandit backend takes a model (dfn3's weights are bundled); set backend: bandit")
+        registered = models.registry().get(value)
+        if registered is not None and registered.architecture not in bandit.ARCHITECTURES:
+            runs = [m.name for m in models.registry().values() if m.architecture in bandit.ARCHITECTURES]
+            raise ValueError(f"{value} is a {registered.architecture} model; the bandit backend runs: {', '.join(runs)}")
+        return value
+
+
+def model_directory(params: SeparateParams, models_dir: Path | None = None) -> Path:
+    """Where the bandit backend's model is; ``models_dir`` is the project's (None: the default)."""
+    return models.locate(params.model or bandit.DEFAULT_MODEL, models_dir)
 
 
 class DialogueModel(Protocol):
@@ -85,11 +123,6 @@ class DialogueModel(Protocol):
     def close(self) -> None: ...
 
 
-def open_model(params: SeparateParams) -> DialogueModel:
-    """A fresh dialogue model stream for the configured backend."""
-    return dfn3.Dfn3Dialogue(atten_lim_db=params.atten_lim_db)
-
-
 def searched_channels(layout: str, mode: str, names: tuple[str, ...]) -> tuple[int, ...]:
     """Indices of the channels the model runs on, for a layout's channel ``names``."""
     if layout in ("mono", "stereo"):
@@ -101,7 +134,7 @@ def searched_channels(layout: str, mode: str, names: tuple[str, ...]) -> tuple[i
 
 
 class _DialogueRouting:
-    """Which signals the dialogue model hears, and how its answers become DX channels.
+    """Which signals the model hears, and how its answers become stem channels.
 
     Stereo searched as mid and side: those two; otherwise the searched channels as they are.
     """
@@ -118,16 +151,21 @@ class _DialogueRouting:
             return [(left + right) * np.float32(0.5), (left - right) * np.float32(0.5)]
         return [block[:, c] for c in self.searched]
 
-    def dialogue(self, answers: list[np.ndarray]) -> np.ndarray:
-        """DX (frames, channels) from the model's answers (frames,), one per input."""
-        dx = np.zeros((len(answers[0]), self.channels), dtype=np.float32)
+    @property
+    def signals(self) -> int:
+        """How many signals the model hears."""
+        return len(self.searched)
+
+    def to_channels(self, answers: list[np.ndarray]) -> np.ndarray:
+        """A stem (frames, channels) from the model's answers (frames,), one per input; silent elsewhere."""
+        stem = np.zeros((len(answers[0]), self.channels), dtype=np.float32)
         if self.mid_side:
             mid, side = answers
-            dx[:, 0], dx[:, 1] = mid + side, mid - side
-            return dx
+            stem[:, 0], stem[:, 1] = mid + side, mid - side
+            return stem
         for channel, samples in zip(self.searched, answers, strict=True):
-            dx[:, channel] = samples
-        return dx
+            stem[:, channel] = samples
+        return stem
 
 
 class _ChannelStreams:
@@ -237,7 +275,7 @@ class _StemWriter:
     def write_dialogue(self, mix_block: np.ndarray, answers: list[np.ndarray]) -> None:
         """Queue ``mix_block`` (frames, channels); write DX and ME for the frames ``answers`` (k,) cover."""
         self._mix.push(mix_block)
-        dx = self._routing.dialogue(answers)
+        dx = self._routing.to_channels(answers)
         # ME = mix - DX in float32, so DX + ME gives back the mix to float rounding.
         me = self._mix.pop(len(dx)) - dx
         self._files["DX.wav"].write(dx)
@@ -257,6 +295,78 @@ class _StemWriter:
         self._progress.advance(len(mx))
 
 
+class _Backend(Protocol):
+    """One way of filling the four stem ``files`` from the mix, given as checked blocks (frames, channels)."""
+
+    def __call__(
+        self, ctx: StageContext, files: dict[str, sf.SoundFile], routing: _DialogueRouting, blocks: Iterator[np.ndarray]
+    ) -> None: ...
+
+
+def _separate_dfn3(
+    ctx: StageContext, files: dict[str, sf.SoundFile], routing: _DialogueRouting, blocks: Iterator[np.ndarray]
+) -> None:
+    """DX from DeepFilterNet3 on each searched signal; ME = mix - DX, split by mefx into MX and FX = ME - MX."""
+    with (
+        _ChannelStreams(lambda: dfn3.Dfn3Dialogue(atten_lim_db=ctx.params.atten_lim_db), routing.signals) as dialogue,
+        _ChannelStreams(mefx.MusicEffectsSplit, routing.channels) as splitters,
+    ):
+        stems = _StemWriter(files, routing, splitters, ctx.progress)
+        for block in blocks:
+            stems.write_dialogue(block, dialogue.process(routing.model_inputs(block)))
+        stems.write_dialogue(np.zeros((0, routing.channels), dtype=np.float32), dialogue.flush())
+        stems.finish()
+
+
+def _separate_bandit(
+    ctx: StageContext, files: dict[str, sf.SoundFile], routing: _DialogueRouting, blocks: Iterator[np.ndarray]
+) -> None:
+    """DX and MX from a Bandit model's speech and music on each searched signal; ME = mix - DX, FX = ME - MX.
+
+    The model's stems sum to its input (:func:`~dubprep.stages.backends.bandit.consistent`),
+    so FX equals its effects to float rounding; mix frames wait in a queue
+    until the model's chunks have covered them.
+    """
+    model = bandit.load_model(model_directory(ctx.params), ctx.device)
+    separator = bandit.BanditSeparator(model, routing.signals)
+    waiting = _Queue(routing.channels)
+    for block in blocks:
+        waiting.push(block)
+        _write_model_stems(files, routing, waiting.pop, separator.process(routing.model_inputs(block)), ctx.progress)
+    _write_model_stems(files, routing, waiting.pop, separator.flush(), ctx.progress)
+
+
+def _write_model_stems(
+    files: dict[str, sf.SoundFile],
+    routing: _DialogueRouting,
+    pop_mix: Callable[[int], np.ndarray],
+    answers: np.ndarray,
+    progress: ProgressHook,
+) -> None:
+    """Write the four stems for the frames ``answers`` (signals, 3, k: speech, music, effects) cover."""
+    dx = routing.to_channels(list(answers[:, 0]))
+    mx = routing.to_channels(list(answers[:, 1]))
+    # In float32, as for dfn3: DX + ME and DX + MX + FX give back the mix to float rounding.
+    me = pop_mix(len(dx)) - dx
+    files["DX.wav"].write(dx)
+    files["ME.wav"].write(me)
+    files["MX.wav"].write(mx)
+    files["FX.wav"].write(me - mx)
+    progress.advance(len(dx))
+
+
+_BACKENDS: dict[str, _Backend] = {"dfn3": _separate_dfn3, "bandit": _separate_bandit}
+
+
+def _checked_blocks(mix: Path, names: tuple[str, ...]) -> Iterator[np.ndarray]:
+    """The mix in blocks (frames, channels), each checked for NaN/Inf before it is used."""
+    start_frame = 0
+    for block in iter_blocks(mix):
+        _check_finite(block, start_frame, mix, names)
+        start_frame += len(block)
+        yield block
+
+
 class SeparateStage(Stage):
     """mix.wav -> DX, ME (= mix - DX), MX and FX (= ME - MX): float32, same frames and channels."""
 
@@ -266,9 +376,12 @@ class SeparateStage(Stage):
     Params = SeparateParams
 
     def code_modules(self, params: BaseModel) -> tuple[str, ...]:
-        return (__name__, dfn3.__name__, mefx.__name__)
+        backend = {"dfn3": (dfn3.__name__, mefx.__name__), "bandit": (bandit.__name__,)}
+        return (__name__, *backend[params.backend])
 
     def model_checksum(self, params: BaseModel) -> str:
+        if params.backend == "bandit":
+            return bandit.checkpoint_checksum(model_directory(params))
         return dfn3.weights_checksum()
 
     def run(self, ctx: StageContext) -> None:
@@ -290,14 +403,5 @@ class SeparateStage(Stage):
             files = {
                 name: stack.enter_context(open_writer(ctx.output(name), frames, media.channels)) for name in STEMS
             }
-            models = stack.enter_context(_ChannelStreams(lambda: open_model(ctx.params), len(searched)))
-            splitters = stack.enter_context(_ChannelStreams(mefx.MusicEffectsSplit, media.channels))
-            stems = _StemWriter(files, routing, splitters, ctx.progress)
-            start_frame = 0
-            for block in iter_blocks(mix):
-                _check_finite(block, start_frame, mix, names)
-                start_frame += len(block)
-                stems.write_dialogue(block, models.process(routing.model_inputs(block)))
-            stems.write_dialogue(np.zeros((0, media.channels), dtype=np.float32), models.flush())
-            stems.finish()
+            _BACKENDS[ctx.params.backend](ctx, files, routing, _checked_blocks(mix, names))
         ctx.progress.finish()

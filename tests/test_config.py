@@ -9,6 +9,7 @@ import soundfile as sf
 from dubprep.cli import main
 from dubprep.config import load_project, preset_names
 from dubprep.errors import ConfigError
+from dubprep.models import ENV_VAR
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_wrong_value_names_file_key_and_allowed_values(media):
     project = write_project(media.parent, f"input: '{media.name}'\noutput: out\nseparate:\n  backend: demux\n")
     with pytest.raises(ConfigError) as err:
         load_project(project)
-    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3"
+    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3, bandit"
 
 
 def test_unknown_key_lists_allowed_keys(media):
@@ -100,3 +101,36 @@ def test_cli_validate_exit_codes(media, capsys):
     assert main(["validate", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {bad}: diarize.max_speakers:") and "\n" not in err
+
+
+def test_project_models_dir_is_relative_to_the_project(media, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "/elsewhere")
+    text = f"input: '{media.name}'\noutput: out\nmodels:\n  dir: weights\nseparate:\n  backend: bandit\n  model: bandit-plus-dnr\n"
+    loaded = load_project(write_project(media.parent, text))
+    assert loaded.models.dir == media.parent / "weights"
+    assert loaded.separate.model == str(media.parent / "weights" / "bandit-plus-dnr")
+
+
+def test_bandit_without_model_uses_bandit_v2_in_the_environment_dir(media, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(media.parent / "env models"))
+    loaded = load_project(write_project(media.parent, f"input: '{media.name}'\noutput: out\nseparate:\n  backend: bandit\n"))
+    assert loaded.separate.model == str(media.parent / "env models" / "bandit-v2-dnr3-multi")
+
+
+def test_model_directory_path_is_relative_to_the_project(media):
+    text = f"input: '{media.name}'\noutput: out\nseparate:\n  backend: bandit\n  model: my-models/film\n"
+    assert load_project(write_project(media.parent, text)).separate.model == str(media.parent / "my-models" / "film")
+
+
+@pytest.mark.parametrize(
+    ("separate", "message"),
+    [
+        ("model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes a model"),
+        ("backend: bandit\n  model: dfn3", r"separate\.model: dfn3 is a deepfilternet3 model; the bandit backend runs: bandit-v2"),
+        ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: applies to the dfn3 backend only"),
+    ],
+)
+def test_backend_options_that_do_not_go_together(media, separate, message):
+    project = write_project(media.parent, f"input: '{media.name}'\noutput: out\nseparate:\n  {separate}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_project(project)

