@@ -11,37 +11,11 @@ from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 from pydantic import ValidationError
 
-from dubprep.media import LAYOUT_CHANNELS, MediaInfo
-from dubprep.stage import StageContext
+from diarize_run import REFERENCE, diarize, one_speaker_of_sample
+from dubprep.media import LAYOUT_CHANNELS
 from dubprep.stages.backends.vad import MonoSource
-from dubprep.stages.diarize import DiarizeParams, DiarizeStage
-from speech import SAMPLE_RTTM, sample_speech_48k
-
-REFERENCE = next(iter(load_rttm(SAMPLE_RTTM).values()))
-
-
-def diarize(folder: Path, dx: np.ndarray, layout: str = "mono", **params) -> Path:
-    """Run the stage on ``dx`` (frames,) or (frames, channels) written as a DX stem; returns the work folder."""
-    (folder / "in").mkdir(parents=True)
-    sf.write(folder / "in/DX.wav", dx, 48000, subtype="FLOAT")
-    channels = len(LAYOUT_CHANNELS[layout])
-    MediaInfo("reel.wav", 0, "pcm_f32le", layout, channels, 48000, len(dx), 48000, 0.0, None, None).save(
-        folder / "in/media.json"
-    )
-    work = folder / "work"
-    work.mkdir()
-    inputs = {name: folder / "in" / name for name in DiarizeStage.inputs}
-    ctx = StageContext(DiarizeParams(**params), inputs, work, Path("reel.wav"), logging.getLogger("test.diarize"))
-    DiarizeStage().run(ctx)
-    return work
-
-
-def one_speaker_of_sample(label: str) -> np.ndarray:
-    """The parts of the sample where only ``label`` speaks, joined; shape: (frames,)."""
-    speech = sample_speech_48k()
-    others = REFERENCE.subset([label], invert=True).get_timeline().support()
-    alone = REFERENCE.label_timeline(label).support().extrude(others)
-    return np.concatenate([speech[round(s.start * 48000) : round(s.end * 48000)] for s in alone])
+from dubprep.stages.diarize import DiarizeParams
+from speech import sample_speech_48k
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +39,7 @@ def test_outputs_agree_and_are_well_formed(sample_run):
     assert starts == sorted(starts)
     first_seen = list(dict.fromkeys(t["speaker"] for t in turns["turns"]))
     assert first_seen == turns["speakers"]
+    assert turns["exclusive_turns"] == turns["turns"]  # one speaker per frame: already exclusive
     assert all(0.0 <= t["start_s"] < t["end_s"] <= 30.0 and t["overlap"] is False for t in turns["turns"])
     rttm = load_rttm(sample_run / "turns.rttm")
     assert list(rttm) == ["programme"]
@@ -94,7 +69,7 @@ def test_silence_gives_empty_outputs_and_a_warning(tmp_path, caplog):
     quiet = np.random.default_rng(0).normal(0.0, 1e-4, 5 * 48000).astype(np.float32)
     with caplog.at_level(logging.WARNING, logger="test.diarize"):
         work = diarize(tmp_path, quiet)
-    assert json.loads((work / "turns.json").read_text()) == {"speakers": [], "turns": []}
+    assert json.loads((work / "turns.json").read_text()) == {"speakers": [], "turns": [], "exclusive_turns": []}
     assert (work / "turns.rttm").read_text() == ""
     assert np.load(work / "speakers.npz").files == []
     assert "no speech found" in caplog.text

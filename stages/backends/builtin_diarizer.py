@@ -43,7 +43,7 @@ from sklearn.cluster import KMeans
 
 from dubprep.errors import ModelError
 from dubprep.progress import ProgressHook
-from dubprep.stages.backends.vad import MODEL_RATE, MonoSource, SpeechRegion
+from dubprep.stages.backends.vad import MODEL_RATE, MonoSource, Source, SpeechRegion
 
 FRAME_SAMPLES = MODEL_RATE // 10  # one label per 0.1 s
 WINDOW_SAMPLES = MODEL_RATE * 12 // 10  # 1.2 s of audio per embedding
@@ -73,6 +73,11 @@ class Diarization:
 
     annotation: Annotation
     centroids: np.ndarray  # shape: (speakers, 256), row i is label i
+
+    @property
+    def exclusive(self) -> Annotation:
+        """Turns with one speaker at a time: one label per frame makes them the turns themselves."""
+        return self.annotation
 
 
 @functools.cache
@@ -123,7 +128,7 @@ def _batches(window_starts: np.ndarray) -> Iterator[slice]:
         first = last
 
 
-def embed_frames(source: MonoSource, frames: Frames, device: str, progress: ProgressHook) -> np.ndarray:
+def embed_frames(source: Source, frames: Frames, device: str, progress: ProgressHook) -> np.ndarray:
     """Unit-norm embedding of the 1.2 s around every frame; shape: (frames, 256).
 
     Windows are clamped inside the programme, so a frame near its start or
@@ -142,6 +147,16 @@ def embed_frames(source: MonoSource, frames: Frames, device: str, progress: Prog
             progress.advance(len(starts))
     progress.finish()
     return out
+
+
+def embed_speech(source: Source, regions: list[SpeechRegion], device: str, progress: ProgressHook) -> np.ndarray:
+    """One unit-norm embedding of all of ``regions``: the mean of their frames' embeddings; shape: (256,).
+
+    Built like a cluster centroid, so it compares with the centroids of
+    :func:`diarize_regions` (e.g. a reference clip of a known actor).
+    """
+    embeddings = embed_frames(source, speech_frames(regions), device, progress)
+    return _centroids(embeddings, np.zeros(len(embeddings), int), 1)[0]
 
 
 def _centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:

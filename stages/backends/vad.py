@@ -84,6 +84,24 @@ class MonoSource:
         return filtered[:: self.factor][:frames].astype(np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class ArraySource:
+    """Mono 16 kHz audio already in memory (a short clip), read like a :class:`MonoSource`."""
+
+    audio: np.ndarray  # shape: (samples,)
+
+    @property
+    def samples(self) -> int:
+        return len(self.audio)
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """Samples ``start`` .. ``start + frames``; shape: (frames,)."""
+        return self.audio[start : start + frames]
+
+
+Source = MonoSource | ArraySource
+
+
 @functools.cache
 def _antialias_fir(factor: int) -> np.ndarray:
     """Linear-phase low-pass for ``factor``:1 decimation; shape: (taps,).
@@ -116,7 +134,7 @@ def load_vad_model() -> torch.jit.ScriptModule:
         torch.set_num_threads(threads)
 
 
-def speech_probabilities(source: MonoSource, progress: ProgressHook) -> np.ndarray:
+def speech_probabilities(source: Source, progress: ProgressHook) -> np.ndarray:
     """Silero speech probability of every 32 ms chunk of ``source``; shape: (chunks,)."""
     model = load_vad_model()
     model.reset_states()
@@ -137,7 +155,7 @@ def speech_probabilities(source: MonoSource, progress: ProgressHook) -> np.ndarr
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-def detect_speech(source: MonoSource, threshold: float, progress: ProgressHook) -> list[SpeechRegion]:
+def detect_speech(source: Source, threshold: float, progress: ProgressHook) -> list[SpeechRegion]:
     """Speech regions of ``source`` (16 kHz sample indices), in time order.
 
     Silero's own hysteresis decides them: speech starts above ``threshold``,
