@@ -8,10 +8,12 @@ external resource) beside the stems. Checks:
   stems when a limit is set;
 - length: every file exactly the programme's frames, and within a frame of
   the picture's duration;
-- format: 48 kHz and the programme's channel count;
+- format: 48 kHz and the stem's channel count (the programme's; one for
+  the mono DX-GUIDE);
 - clipping: samples at or beyond the largest value the file's format holds;
-- the null test: mix - (DX + ME) from the delivered files, in dB below the
-  mix's RMS;
+- the null tests: mix - (DX + ME) and mix - (DX + MX + FX) from the
+  delivered files, in dB below the mix's RMS: each way a studio rebuilds
+  the mix;
 - dialogue left in the M&E: speech found by Silero VAD, in seconds, with spans.
 
 Loudness (BS.1770-4 integrated, LRA) and true peak come from ffmpeg's
@@ -79,22 +81,25 @@ _MIN_SPEECH_MS = 250
 _MIN_SILENCE_MS = 300
 _SPEECH_PAD_MS = 30
 _SPANS_IN_FAILURE = 3
+SEPARATED = ("DX", "ME", "MX", "FX")
+NULL_SUMS = (("DX", "ME"), ("DX", "MX", "FX"))  # stems that re-sum to the mix
 
 
 class QcLimits(BaseModel):
     """Pass/fail limits of the delivery QC.
 
     ``me_true_peak_max_dbtp``: Netflix's M&E limit (EBU R128 uses the same).
-    ``stem_true_peak_max_dbtp``: DX and DX-<speaker> stems; None reports
-    without checking, since no delivery spec limits dialogue stems and a hot
-    DX only restates a hot mix (levels are never changed).
-    ``null_test_min_db``: mix - (DX + ME) from the delivered stems, in dB
-    below the mix's RMS. 24-bit stems re-sum within their quantisation, a
-    residual near -146 dBFS RMS: 113 dB below the tests' -33 dBFS mix and
-    still 90 dB below a -56 dBFS one. What the test is for lands far lower:
+    ``stem_true_peak_max_dbtp``: every other stem (DX, MX, FX, DX-GUIDE,
+    DX-<speaker>); None reports without checking, since no delivery spec
+    limits these stems and a hot one only restates a hot mix (levels are
+    never changed). ``null_test_min_db``: mix - (DX + ME) and mix - (DX + MX
+    + FX) from the delivered stems, each in dB below the mix's RMS. 24-bit
+    stems re-sum within their quantisation, a residual near -146 dBFS RMS
+    (-144.5 for three stems): 111 dB below the tests' -33 dBFS mix and
+    still 90 dB below a -54 dBFS one. What the test is for lands far lower:
     a 0.01 dB gain change on one stem about 60-65 dB, DX one sample late 27
     dB, ME through 44.1 kHz and back 20 dB. 16-bit stems cannot reach 90
-    (floor near -98 dBFS RMS, 65 dB below that mix): use about 45 for them.
+    (floor near -98 dBFS RMS, 65 dB below the tests' mix): use about 45 for them.
     ``dialogue_in_me_max_s``: seconds of detected speech the M&E may hold
     (walla and efforts stay in an M&E and can read as speech; the spans are
     listed for review). ``picture_tolerance_frames``: how far a stem's
@@ -114,25 +119,30 @@ class QcLimits(BaseModel):
 class QcInputs:
     """What QC reads.
 
-    ``stems`` maps each asset (ME, DX, DX-<speaker>) to its delivered files:
-    one file in the programme's layout, or one mono file per channel in
-    channel order (L R C LFE Ls Rs). ``mix``, ``dx`` and ``me`` are the float
-    WAVs of extract and separate. ``start_timecode`` and ``rate`` place the
-    programme on the picture's timeline (as the stems' bext says).
-    ``source`` is the programme's media file, for the picture's duration;
-    None or a file without picture skips that comparison.
+    ``stems`` maps each asset (ME, MX, FX, DX, DX-GUIDE, DX-<speaker>) to
+    its delivered files: one file in the stem's layout, or one mono file per
+    channel in channel order (L R C LFE Ls Rs). ``layouts`` gives the layout
+    of a stem not in the programme's (the mono DX-GUIDE). ``mix`` is
+    extract's float WAV and ``separated`` separate's float DX, ME, MX and FX.
+    ``start_timecode`` and ``rate`` place the programme on the picture's
+    timeline (as the stems' bext says). ``source`` is the programme's media
+    file, for the picture's duration; None or a file without picture skips
+    that comparison.
     """
 
     work_dir: Path
     stems: dict[str, tuple[Path, ...]]
     mix: Path
-    dx: Path
-    me: Path
+    separated: dict[str, Path]
     media: MediaInfo
     turns: Path
     start_timecode: str
     rate: FrameRate
     source: Path | None = None
+    layouts: dict[str, str] = field(default_factory=dict)
+
+    def layout_of(self, asset: str) -> str:
+        return self.layouts.get(asset, self.media.layout)
 
 
 @dataclass(frozen=True)
@@ -171,12 +181,18 @@ class StemScan:
 
 @dataclass(frozen=True)
 class NullTest:
-    """Residuals of mix - (DX + ME): delivered stems, and separate's float stems (for diagnosis)."""
+    """Residuals of mix - (sum of ``stems``): delivered stems, and separate's float stems (for diagnosis)."""
 
+    stems: tuple[str, ...]
     delivered_depth_db: float
     separation_depth_db: float
     residual_peak_dbfs: float
     frames: int
+
+    @property
+    def label(self) -> str:
+        """'DX + ME'."""
+        return " + ".join(self.stems)
 
 
 @dataclass(frozen=True)
@@ -211,7 +227,7 @@ class QcResult:
     limits: QcLimits
     loudness: dict[str, Loudness]
     scans: dict[str, StemScan]
-    null: NullTest
+    nulls: list[NullTest]
     speech: list[SpeechSpan]
     picture_s: float | None
     turns: dict
@@ -232,21 +248,22 @@ def run_qc(
 
     Returns one line per failed check (empty when everything passes).
     """
-    for asset in ("ME", "DX"):
-        if asset not in inputs.stems:
-            raise StageError(f"{inputs.work_dir}: QC needs the delivered {asset} stem; none was given")
-    layout = inputs.media.layout
+    for asset in SEPARATED:
+        if asset not in inputs.stems or asset not in inputs.separated:
+            raise StageError(f"{inputs.work_dir}: QC needs the delivered and the float {asset} stem; one is missing")
     progress.start("qc", inputs.media.frames * (len(inputs.stems) + 2))
     with ThreadPoolExecutor(_LOUDNESS_WORKERS) as pool:
-        pending = {asset: pool.submit(measure_loudness, files, layout) for asset, files in inputs.stems.items()}
-        pending["mix"] = pool.submit(measure_loudness, (inputs.mix,), layout)
+        pending = {
+            asset: pool.submit(measure_loudness, files, inputs.layout_of(asset)) for asset, files in inputs.stems.items()
+        }
+        pending["mix"] = pool.submit(measure_loudness, (inputs.mix,), inputs.media.layout)
         scans = {asset: scan_stem(files, progress) for asset, files in inputs.stems.items()}
-        null = null_test(inputs, progress)
-        speech = detect_speech(inputs.stems["ME"], layout, progress)
+        nulls = null_tests(inputs, progress)
+        speech = detect_speech(inputs.stems["ME"], inputs.media.layout, progress)
         loudness = {asset: future.result() for asset, future in pending.items()}
     progress.finish()
     result = QcResult(
-        inputs=inputs, limits=limits, loudness=loudness, scans=scans, null=null, speech=speech,
+        inputs=inputs, limits=limits, loudness=loudness, scans=scans, nulls=nulls, speech=speech,
         picture_s=picture_duration_s(inputs.source), turns=json.loads(inputs.turns.read_text()),
     )
     result.checks = all_checks(result)
@@ -382,29 +399,44 @@ def _add_envelope(scan: StemScan, block: np.ndarray, position: int, total: int) 
     return lowest, highest
 
 
-def null_test(inputs: QcInputs, progress: ProgressHook) -> NullTest:
-    """mix - (DX + ME) over the frames all files share, delivered and float, in dB below the mix's RMS."""
-    groups = [(inputs.mix,), inputs.stems["DX"], inputs.stems["ME"], (inputs.dx,), (inputs.me,)]
-    mix_energy = delivered_energy = separation_energy = 0.0
-    residual_peak = 0.0
+def null_tests(inputs: QcInputs, progress: ProgressHook) -> list[NullTest]:
+    """mix - (sum) for each of NULL_SUMS over the frames all files share, delivered and float, in one pass."""
+    groups = [(inputs.mix,)] + [inputs.stems[a] for a in SEPARATED] + [(inputs.separated[a],) for a in SEPARATED]
+    mix_energy = 0.0
+    delivered_energy, separation_energy, residual_peak = (np.zeros(len(NULL_SUMS)) for _ in range(3))
     frames = 0
-    # Quarter blocks: five files at once, and float64 copies, since float32 rounding (~-160 dBFS) would
+    # Quarter blocks: nine files at once, and float64 residuals, since float32 rounding (~-160 dBFS) would
     # show in a residual that should sit at the 24-bit floor.
-    for mix, dx, me, float_dx, float_me in iter_aligned(groups, BLOCK_FRAMES // 4):
+    for mix, *stems in iter_aligned(groups, BLOCK_FRAMES // 4):
+        delivered = dict(zip(SEPARATED, stems[: len(SEPARATED)]))
+        separated = dict(zip(SEPARATED, stems[len(SEPARATED) :]))
         mix64 = mix.astype(np.float64)
-        residual = mix64 - dx - me
         mix_energy += float(np.square(mix64).sum())
-        delivered_energy += float(np.square(residual).sum())
-        separation_energy += float(np.square(mix64 - float_dx - float_me).sum())
-        residual_peak = max(residual_peak, float(np.abs(residual).max()))
+        for index, assets in enumerate(NULL_SUMS):
+            residual = _residual(mix64, [delivered[a] for a in assets])
+            delivered_energy[index] += float(np.square(residual).sum())
+            separation_energy[index] += float(np.square(_residual(mix64, [separated[a] for a in assets])).sum())
+            residual_peak[index] = max(residual_peak[index], float(np.abs(residual).max()))
         frames += len(mix)
         progress.advance(len(mix))
-    return NullTest(
-        delivered_depth_db=_depth_db(mix_energy, delivered_energy),
-        separation_depth_db=_depth_db(mix_energy, separation_energy),
-        residual_peak_dbfs=_db(residual_peak),
-        frames=frames,
-    )
+    return [
+        NullTest(
+            stems=assets,
+            delivered_depth_db=_depth_db(mix_energy, delivered_energy[index]),
+            separation_depth_db=_depth_db(mix_energy, separation_energy[index]),
+            residual_peak_dbfs=_db(residual_peak[index]),
+            frames=frames,
+        )
+        for index, assets in enumerate(NULL_SUMS)
+    ]
+
+
+def _residual(mix64: np.ndarray, stems: list[np.ndarray]) -> np.ndarray:
+    """``mix64`` minus each stem in turn, in float64 (a float32 sum of the stems would round first)."""
+    residual = mix64.copy()
+    for stem in stems:
+        residual -= stem
+    return residual
 
 
 def _depth_db(signal_energy: float, residual_energy: float) -> float:
@@ -592,22 +624,23 @@ def all_checks(result: QcResult) -> list[Check]:
     """Every check, stem by stem, then the null test and the M&E's dialogue."""
     checks: list[Check] = []
     for asset, scan in result.scans.items():
-        checks.append(format_check(asset, scan, result.inputs.media))
+        checks.append(format_check(asset, scan, result.inputs.layout_of(asset)))
         checks.append(length_check(asset, scan, result.inputs.media))
         checks.append(picture_check(asset, scan, result.picture_s, result.inputs.rate, result.limits))
         checks.append(clipping_check(asset, scan))
         checks.append(true_peak_check(asset, result.loudness[asset], result.limits))
-    checks.append(null_check(result.null, result.limits))
+    checks += [null_check(null, result.limits) for null in result.nulls]
     checks.append(dialogue_check(result.speech, result.inputs, result.limits))
     return checks
 
 
-def format_check(asset: str, scan: StemScan, media: MediaInfo) -> Check:
-    expected_files = 1 if len(scan.files) == 1 else media.channels
+def format_check(asset: str, scan: StemScan, layout: str) -> Check:
+    channels = len(LAYOUT_CHANNELS[layout])
+    expected_files = 1 if len(scan.files) == 1 else channels
     rates = sorted(set(scan.sample_rates))
     measured = f"{'/'.join(str(r) for r in rates)} Hz, {scan.channels} ch in {len(scan.files)} file(s)"
-    limit = f"{SAMPLE_RATE} Hz, {media.channels} ch"
-    passed = rates == [SAMPLE_RATE] and scan.channels == media.channels and len(scan.files) == expected_files
+    limit = f"{SAMPLE_RATE} Hz, {channels} ch"
+    passed = rates == [SAMPLE_RATE] and scan.channels == channels and len(scan.files) == expected_files
     return Check(f"{asset} format", passed, measured, limit, f"{asset} format {measured}; expected {limit}")
 
 
@@ -660,9 +693,10 @@ def null_check(null: NullTest, limits: QcLimits) -> Check:
     depth = null.delivered_depth_db
     measured = "bit-exact" if depth == math.inf else f"{depth:.1f} dB below the mix"
     return Check(
-        "Null test (mix - DX - ME)", depth >= limits.null_test_min_db, measured, f"≥ {limits.null_test_min_db:.1f} dB",
-        f"Null test: mix - (DX + ME) is only {depth:.1f} dB below the mix (< {limits.null_test_min_db:.1f} dB); "
-        "the stems do not re-sum to the mix",
+        f"Null test (mix - {' - '.join(null.stems)})", depth >= limits.null_test_min_db, measured,
+        f"≥ {limits.null_test_min_db:.1f} dB",
+        f"Null test: mix - ({null.label}) is only {depth:.1f} dB below the mix (< {limits.null_test_min_db:.1f} dB); "
+        f"{null.label} do not re-sum to the mix",
     )
 
 
@@ -700,7 +734,7 @@ def write_json(path: Path, result: QcResult) -> None:
         "checks": [asdict(c) for c in result.checks],
         "mix": _loudness_json(result.loudness["mix"]),
         "stems": {asset: _stem_json(scan, result.loudness[asset]) for asset, scan in result.scans.items()},
-        "null_test": asdict(result.null),
+        "null_tests": {null.label: asdict(null) for null in result.nulls},
         "dialogue_in_me": {
             "speech_s": sum(s.duration_s for s in result.speech),
             "detector": f"Silero VAD on the centre signals, threshold {_VAD_THRESHOLD}",

@@ -64,7 +64,7 @@ def write_report(path: Path, result: QcResult) -> None:
         banner,
         "<h2>Checks</h2>", _checks_table(result.checks),
         "<h2>Stems</h2>", _stems_table(result),
-        "<h2>Null test</h2>", _null_table(result),
+        "<h2>Null tests</h2>", _null_table(result),
         "<h2>Dialogue left in the M&amp;E</h2>", _speech_section(result),
         "<h2>Speakers</h2>", _speaker_section(result),
         "<h2>Waveforms</h2>", _waveform_section(result),
@@ -144,16 +144,18 @@ def _depth(value: float) -> str:
 
 
 def _null_table(result: QcResult) -> str:
-    null = result.null
     rows = [
-        ["Delivered DX + ME vs mix", _depth(null.delivered_depth_db)],
-        ["Separation's float DX + ME vs mix", _depth(null.separation_depth_db)],
-        ["Peak residual (delivered)", f"{null.residual_peak_dbfs:.1f} dBFS"],
-        ["Samples compared", str(null.frames)],
+        [
+            f"mix - ({_e(null.label)})", _depth(null.delivered_depth_db), _depth(null.separation_depth_db),
+            f"{null.residual_peak_dbfs:.1f} dBFS", str(null.frames),
+        ]
+        for null in result.nulls
     ]
-    return _table(["Residual of mix - (DX + ME)", "Below the mix's RMS"], rows, numeric=(1,)) + (
-        f'<p class="note">Limit: {result.limits.null_test_min_db:.1f} dB. 24-bit stems re-sum within their '
-        "quantisation (about -146 dBFS RMS).</p>"
+    header = ["Residual", "Delivered stems, below the mix's RMS", "Separation's float stems", "Peak residual (delivered)",
+              "Samples compared"]
+    return _table(header, rows, numeric=(1, 2, 3, 4)) + (
+        f'<p class="note">Limit: {result.limits.null_test_min_db:.1f} dB on the delivered stems. 24-bit stems re-sum '
+        "within their quantisation (about -146 dBFS RMS for two stems, -144.5 for three).</p>"
     )
 
 
@@ -207,7 +209,7 @@ def _waveform_section(result: QcResult) -> str:
         scale = max(float(scan.peak.max()), _MIN_SCALE)
         parts.append(
             f"<h3>{_e(asset)} <small>(scale ±{20 * np.log10(scale):.1f} dBFS)</small></h3>"
-            + _image(_waveform_png(scan, spans, scale, result), f"Waveform of {asset}")
+            + _image(_waveform_png(scan, result.inputs.layout_of(asset), spans, scale, result), f"Waveform of {asset}")
         )
     return "".join(parts)
 
@@ -217,7 +219,8 @@ def _methods() -> str:
         '<ul class="note"><li>Loudness and true peak: ffmpeg <code>ebur128</code> (BS.1770-4; true peak by 4x '
         "oversampling, channel by channel), one pass per stem; values to 0.1 dB.</li>"
         "<li>Clipping: samples at or beyond the largest value of the file's format.</li>"
-        "<li>Null test: energy of mix - (DX + ME) relative to the mix's, over all channels, read block by block.</li>"
+        "<li>Null tests: energy of mix - (DX + ME) and of mix - (DX + MX + FX) relative to the mix's, over all "
+        "channels, read block by block.</li>"
         "<li>Dialogue in M&amp;E: Silero VAD at 16 kHz on the phantom centre (and the C channel of 5.1/7.1).</li>"
         "<li>Waveforms: minimum and maximum of each pixel column.</li></ul>"
     )
@@ -244,9 +247,11 @@ def _time_axis(axis, duration_s: float, result: QcResult) -> None:
     axis.set_xlim(0.0, duration_s)
 
 
-def _waveform_png(scan: StemScan, speech: list[tuple[float, float]], scale: float, result: QcResult) -> bytes:
-    """One lane per channel: the min/max envelope within ±``scale``, speech spans shaded."""
-    names = LAYOUT_CHANNELS.get(result.inputs.media.layout, ())
+def _waveform_png(
+    scan: StemScan, layout: str, speech: list[tuple[float, float]], scale: float, result: QcResult
+) -> bytes:
+    """One lane per channel, named from ``layout``: the min/max envelope within ±``scale``, speech spans shaded."""
+    names = LAYOUT_CHANNELS.get(layout, ())
     names = names if len(names) == scan.channels else tuple(str(i + 1) for i in range(scan.channels))
     duration_s = max(scan.frames) / SAMPLE_RATE
     figure = Figure(figsize=(_WIDTH_IN, 0.5 + _LANE_HEIGHT_IN * scan.channels), dpi=_DPI)

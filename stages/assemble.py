@@ -2,11 +2,22 @@
 
 Stems are Broadcast WAVs at 48 kHz whose ``bext`` TimeReference is the
 picture's start timecode in samples, so they spot at the right place in Pro
-Tools: ``ME`` and ``DX`` in the source layout, and one ``DX-<speaker>`` per
-speaker (the dialogue stem gated to that speaker's turns, full programme
-length, silence elsewhere). Levels are the original mix's: nothing is
-normalised, so DX + ME re-sums to the mix. Beside them: the cue list (CSV),
-SRT, and the turns as RTTM and JSON.
+Tools:
+
+- ``DX`` (dialogue), ``ME`` (music and effects), ``MX`` (music) and ``FX``
+  (effects) in the source layout: DX + ME and DX + MX + FX each re-sum to
+  the mix;
+- one ``DX-<speaker>`` per speaker: the dialogue stem gated to that
+  speaker's turns, full programme length, silence elsewhere. Dialogue
+  spoken over another speaker goes to both speakers' stems
+  (``overlap: both``) or to one of them (``exclusive``, diarize's exclusive
+  turns: the speaker stems then sum to DX wherever someone speaks);
+- with ``dialogue_guide``, ``DX-GUIDE``: DX folded down to one mono channel.
+
+Levels are the original mix's: nothing is normalised. Beside them: the cue
+list (CSV), SRT, the turns as RTTM and JSON, ``timeline.otio`` (an
+OpenTimelineIO timeline: DX and ME, and a clip per turn on each speaker's
+track, referencing the stems) and the QC (qc.json, report.html).
 """
 
 from __future__ import annotations
@@ -16,10 +27,11 @@ import json
 import re
 import shutil
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,7 +40,8 @@ from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
 from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
 from dubprep.errors import StageError
-from dubprep.media import MediaInfo
+from dubprep.media import LAYOUT_CHANNELS, MediaInfo
+from dubprep.otio_timeline import StemTrack, write_timeline
 from dubprep.qc import QcInputs, QcLimits, run_qc
 from dubprep.stage import Stage, StageContext
 from dubprep.timecode import FrameRate, timecode_to_samples
@@ -36,20 +49,27 @@ from dubprep.timecode import FrameRate, timecode_to_samples
 _FORMATS = {16: ("PCM_16", "16b"), 24: ("PCM_24", "24b"), 32: ("FLOAT", "32f")}
 _TEMPLATE_FIELDS = {"title", "asset", "channels", "format"}
 _AUDIO_ONLY_RATE = "25"
+SEPARATED = ("DX", "ME", "MX", "FX")  # separate's float stems, each delivered as it is
+GUIDE = "DX-GUIDE"
+_TURN_LISTS = {"both": "turns", "exclusive": "exclusive_turns"}  # turns.json list that gates the speaker stems
 
 
 class AssembleParams(BaseModel):
     """Delivery format of the stems and lists.
 
     ``title`` names the programme in file names and bext descriptions.
-    ``name_template`` names each stem from {title}, {asset} (ME, DX,
-    DX-<speaker>), {channels} and {format} (24b, 16b, 32f). ``split_mono``
-    writes 5.1/7.1 stems as one mono file per channel (.L .R .C .LFE .Ls .Rs).
-    ``frame_rate`` and ``start_timecode`` replace what the source carries
-    (an audio-only source has neither: 25 fps from 00:00:00:00 then).
-    ``qc`` holds the limits the delivery is checked against (16-bit stems
-    re-sum to the mix only about 65 dB down: set ``qc.null_test_min_db``
-    near 45 for them).
+    ``name_template`` names each stem from {title}, {asset} (ME, MX, FX, DX,
+    DX-GUIDE, DX-<speaker>), {channels} and {format} (24b, 16b, 32f).
+    ``split_mono`` writes 5.1/7.1 stems as one mono file per channel (.L .R
+    .C .LFE .Ls .Rs). ``frame_rate`` and ``start_timecode`` replace what the
+    source carries (an audio-only source has neither: 25 fps from
+    00:00:00:00 then). ``overlap``: where dialogue spoken while another
+    speaker talks goes; ``both`` keeps it in each speaker's stem,
+    ``exclusive`` gives each moment to one speaker (diarize's exclusive
+    turns), so the speaker stems sum to DX during speech. ``dialogue_guide``
+    adds ``DX-GUIDE``, DX folded down to mono. ``qc`` holds the limits the
+    delivery is checked against (16-bit stems re-sum to the mix only about
+    65 dB down: set ``qc.null_test_min_db`` near 45 for them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,6 +81,8 @@ class AssembleParams(BaseModel):
     split_mono: bool = False
     frame_rate: str | None = None
     start_timecode: str | None = None
+    overlap: Literal["both", "exclusive"] = "both"
+    dialogue_guide: bool = False
     qc: QcLimits = QcLimits()
 
     @field_validator("name_template")
@@ -97,26 +119,31 @@ class Programme:
 
 class AssembleStage(Stage):
     name = "assemble"
-    inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "turns.json", "turns.rttm")
-    outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "qc.json", "report.html")
+    inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
+    outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
     def code_modules(self, params: AssembleParams) -> tuple[str, ...]:
-        return (__name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode", "dubprep.qc", "dubprep.qc_report")
+        return (
+            __name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode", "dubprep.otio_timeline", "dubprep.qc",
+            "dubprep.qc_report",
+        )
 
     def run(self, ctx: StageContext) -> None:
         programme = _programme(MediaInfo.load(ctx.inputs["media.json"]), ctx)
-        for stem in ("ME.wav", "DX.wav"):
-            if audio_info(ctx.inputs[stem]).frames != programme.media.frames:
-                raise StageError(f"{ctx.inputs[stem]}: length differs from the mix; rerun with --force separate")
+        for asset in SEPARATED:
+            stem = ctx.inputs[f"{asset}.wav"]
+            if audio_info(stem).frames != programme.media.frames:
+                raise StageError(f"{stem}: length differs from the mix; rerun with --force separate")
         turns = json.loads(ctx.inputs["turns.json"].read_text())
         names = speaker_names(turns["speakers"])
-        fade_frames = round(ctx.params.crossfade_ms * SAMPLE_RATE / 1000)
-        writer = StemFiles(ctx, programme)
-        writer.copy("ME", ctx.inputs["ME.wav"])
-        writer.copy("DX", ctx.inputs["DX.wav"])
-        speakers = {names[label]: turns_of(turns, label) for label in turns["speakers"]}
-        writer.speakers(ctx.inputs["DX.wav"], speakers, fade_frames)
+        gated = policy_turns(turns, ctx.params.overlap, ctx.inputs["turns.json"])
+        speakers = {names[label]: turns_of(gated, label) for label in turns["speakers"]}
+        writer = write_stems(ctx, programme, speakers)
+        write_timeline(
+            ctx.output("timeline.otio"), ctx.params.title, timeline_tracks(writer.assets, programme.media, speakers),
+            programme.start_timecode, programme.rate, programme.media.frames,
+        )
         cues = cues_from_turns(turns, names)
         write_cue_csv(ctx.output("cues.csv"), cues, programme.start_timecode, programme.rate)
         write_srt(ctx.output("cues.srt"), cues)
@@ -124,11 +151,52 @@ class AssembleStage(Stage):
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
         qc = QcInputs(
-            work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"], dx=ctx.inputs["DX.wav"],
-            me=ctx.inputs["ME.wav"], media=programme.media, turns=ctx.inputs["turns.json"],
-            start_timecode=programme.start_timecode, rate=programme.rate, source=ctx.media,
+            work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
+            separated={asset: ctx.inputs[f"{asset}.wav"] for asset in SEPARATED}, media=programme.media,
+            turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
+            source=ctx.media, layouts=writer.layouts,
         )
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
+
+
+def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, list[Turn]]) -> StemFiles:
+    """Every stem, one pass per separated stem: ME, MX and FX as they are, then DX and what is made of it."""
+    layout = programme.media.layout
+    writer = StemFiles(ctx, programme)
+    ctx.progress.start("assemble", programme.media.frames * len(SEPARATED))
+    for asset in ("ME", "MX", "FX"):
+        writer.render(ctx.inputs[f"{asset}.wav"], [Copy(asset, layout)])
+    dialogue: list[StemRender] = [Copy("DX", layout)]
+    if ctx.params.dialogue_guide:
+        dialogue.append(MonoGuide(programme.media.channel_names))
+    if speakers:
+        fade_frames = round(ctx.params.crossfade_ms * SAMPLE_RATE / 1000)
+        dialogue.append(SpeakerGate(speakers, layout, _GAINS[ctx.params.overlap], fade_frames))
+    else:
+        ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
+    writer.render(ctx.inputs["DX.wav"], dialogue)
+    ctx.progress.finish()
+    return writer
+
+
+def timeline_tracks(
+    assets: dict[str, tuple[Path, ...]], media: MediaInfo, speakers: dict[str, list[Turn]]
+) -> list[StemTrack]:
+    """DX and ME as one clip each, then each speaker's stem with a clip per turn.
+
+    A track per delivered file: split-mono stems get one per channel
+    ('DX.L', 'DX.R', ...), since a clip references one file.
+    """
+    whole = ((0, media.frames),)
+    spans = {"DX": whole, "ME": whole} | {
+        f"DX-{name}": tuple((t.start_frame, t.end_frame) for t in turns) for name, turns in speakers.items()
+    }
+    tracks = []
+    for asset, asset_spans in spans.items():
+        files = assets[asset]
+        labels = [asset] if len(files) == 1 else [f"{asset}.{channel}" for channel in media.channel_names]
+        tracks += [StemTrack(label, file, asset_spans) for label, file in zip(labels, files)]
+    return tracks
 
 
 def _programme(media: MediaInfo, ctx: StageContext) -> Programme:
@@ -150,23 +218,31 @@ def safe_name(label: str) -> str:
 
 
 def speaker_names(labels: list[str]) -> dict[str, str]:
-    """File-safe, unique delivery name for each diarization label."""
+    """File-safe, unique delivery name for each diarization label; never GUIDE, so DX-GUIDE stays the guide."""
     names: dict[str, str] = {}
     for label in labels:
         name = safe_name(label).upper()
         suffix = 2
-        while name in names.values():
+        while name in names.values() or f"DX-{name}" == GUIDE:
             name = f"{safe_name(label).upper()}_{suffix}"
             suffix += 1
         names[label] = name
     return names
 
 
-def turns_of(turns: dict, label: str) -> list[Turn]:
+def policy_turns(turns: dict, overlap: str, path: Path) -> list[dict]:
+    """The turns that gate the speaker stems under the ``overlap`` policy."""
+    key = _TURN_LISTS[overlap]
+    if key not in turns:
+        raise StageError(f"{path}: has no '{key}' (written by an older dubprep); rerun with --force diarize")
+    return turns[key]
+
+
+def turns_of(turns: list[dict], label: str) -> list[Turn]:
     """Sorted union of one speaker's turns in frames: disjoint, so ends are sorted too."""
     frames = sorted(
         Turn(round(t["start_s"] * SAMPLE_RATE), round(t["end_s"] * SAMPLE_RATE))
-        for t in turns["turns"] if t["speaker"] == label
+        for t in turns if t["speaker"] == label
     )
     merged: list[Turn] = []
     for turn in frames:
@@ -202,8 +278,105 @@ def turn_gain(turns: list[Turn], block_start: int, block_frames: int, fade_frame
     return gain
 
 
+def overlapping_gains(speakers: list[list[Turn]], block_start: int, block_frames: int, fade_frames: int) -> np.ndarray:
+    """Each speaker's own turn gain (``overlap: both``); shape (speakers, block_frames)."""
+    return np.stack([turn_gain(turns, block_start, block_frames, fade_frames) for turns in speakers])
+
+
+def exclusive_gains(speakers: list[list[Turn]], block_start: int, block_frames: int, fade_frames: int) -> np.ndarray:
+    """Turn gains that sum to at most one (``overlap: exclusive``); shape (speakers, block_frames).
+
+    Exclusive turns do not overlap, but a ramp lies outside its turn and can
+    reach into the next speaker's: there the gains are scaled to sum to one,
+    a crossfade across the change of speaker, so the stems sum to DX
+    wherever a speaker has a turn.
+    """
+    gains = overlapping_gains(speakers, block_start, block_frames, fade_frames)
+    return gains / np.maximum(gains.sum(axis=0), 1.0)
+
+
+GainRule = Callable[[list[list[Turn]], int, int, int], np.ndarray]
+_GAINS: dict[str, GainRule] = {"both": overlapping_gains, "exclusive": exclusive_gains}
+
+
+def fold_to_mono(block: np.ndarray, channel_names: tuple[str, ...]) -> np.ndarray:
+    """DX folded to one channel: ``block`` shape (frames, channels) -> (frames, 1).
+
+    Stereo: the mean of L and R, so a line centred between them keeps its
+    level (their sum would be 6 dB hotter and clip on loud lines). 5.1 and
+    7.1: the sum of every channel but the LFE, not a mean, because dialogue
+    sits mostly in C and a mean would lower it by the channel count (5.1's
+    five: -14 dB); the LFE holds no dialogue. Never normalised: a clip
+    that still passes full scale is reported by QC's clipping check.
+    """
+    if len(channel_names) == 2:
+        return block.mean(axis=1, keepdims=True)  # shape: (frames, 1)
+    keep = [index for index, name in enumerate(channel_names) if name != "LFE"]
+    return block[:, keep].sum(axis=1, keepdims=True)  # shape: (frames, 1)
+
+
+class StemRender(Protocol):
+    """Stems made from each block of one source: ``layouts`` maps each asset it makes to its layout."""
+
+    @property
+    def layouts(self) -> dict[str, str]: ...
+
+    def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
+        """Each asset's block from ``block`` (shape (frames, channels), first frame ``position``)."""
+
+
+@dataclass(frozen=True)
+class Copy:
+    """The source as it is."""
+
+    asset: str
+    layout: str
+
+    @property
+    def layouts(self) -> dict[str, str]:
+        return {self.asset: self.layout}
+
+    def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
+        return {self.asset: block}
+
+
+@dataclass(frozen=True)
+class MonoGuide:
+    """DX-GUIDE: the dialogue folded down to mono."""
+
+    channel_names: tuple[str, ...]
+
+    @property
+    def layouts(self) -> dict[str, str]:
+        return {GUIDE: "mono"}
+
+    def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
+        return {GUIDE: fold_to_mono(block, self.channel_names)}
+
+
+@dataclass(frozen=True)
+class SpeakerGate:
+    """One DX-<speaker> stem per speaker: the dialogue times that speaker's gain under ``gains``."""
+
+    speakers: dict[str, list[Turn]]
+    layout: str
+    gains: GainRule
+    fade_frames: int
+
+    @property
+    def layouts(self) -> dict[str, str]:
+        return {f"DX-{name}": self.layout for name in self.speakers}
+
+    def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
+        gains = self.gains(list(self.speakers.values()), position, len(block), self.fade_frames)
+        return {
+            f"DX-{name}": block * gain[:, None]  # shape: (frames, channels)
+            for name, gain in zip(self.speakers, gains)
+        }
+
+
 class StemFiles:
-    """Opens delivery files for stems: one BWF in the source layout, or one mono BWF per channel."""
+    """Opens delivery files for stems: one BWF in the stem's layout, or one mono BWF per channel."""
 
     def __init__(self, ctx: StageContext, programme: Programme):
         self.ctx = ctx
@@ -212,57 +385,51 @@ class StemFiles:
         self.origination = datetime.now().replace(microsecond=0)
         self.written: set[str] = set()
         self.assets: dict[str, tuple[Path, ...]] = {}
+        self.layouts: dict[str, str] = {}
 
-    def copy(self, asset: str, source: Path) -> None:
-        """Re-encode a float stem block by block."""
-        writers = self._open(asset)
-        try:
-            for block in iter_blocks(source):
-                _write(writers, block)
-        finally:
-            self._close(asset, writers)
-
-    def speakers(self, dx: Path, speakers: dict[str, list[Turn]], fade_frames: int) -> None:
-        """One DX-<speaker> stem each: DX times that speaker's turn gain."""
-        if not speakers:
-            self.ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
-            return
-        files = {name: self._open(f"DX-{name}") for name in speakers}
-        self.ctx.progress.start("assemble", self.programme.media.frames)
+    def render(self, source: Path, renders: list[StemRender]) -> None:
+        """Write every stem of ``renders`` from one pass over ``source``, block by block."""
+        files = {asset: self._open(asset, layout) for render in renders for asset, layout in render.layouts.items()}
         try:
             position = 0
-            for block in iter_blocks(dx):
-                for name, turns in speakers.items():
-                    gain = turn_gain(turns, position, len(block), fade_frames)
-                    _write(files[name], block * gain[:, None])  # shape: (frames, channels)
+            for block in iter_blocks(source):
+                for render in renders:
+                    for asset, stem in render(block, position).items():
+                        _write(files[asset], stem)
                 position += len(block)
                 self.ctx.progress.advance(len(block))
         finally:
-            for name, writers in files.items():
-                self._close(f"DX-{name}", writers)
-        self.ctx.progress.finish()
+            for asset, writers in files.items():
+                self._close(asset, writers)
 
-    def _open(self, asset: str) -> list[BwfWriter]:
-        media = self.programme.media
+    def _open(self, asset: str, layout: str) -> list[BwfWriter]:
+        channel_names = LAYOUT_CHANNELS[layout]
         base = self.ctx.params.name_template.format(
             title=safe_name(self.ctx.params.title),
-            asset=asset, channels=media.channels, format=self.format_tag,
+            asset=asset, channels=len(channel_names), format=self.format_tag,
         )
-        if self.ctx.params.split_mono and media.channels > 2:
-            paths = [base.removesuffix(".wav") + f".{name}.wav" for name in media.channel_names]
-            layouts = ["mono"] * media.channels
+        if self.ctx.params.split_mono and len(channel_names) > 2:
+            paths = [base.removesuffix(".wav") + f".{name}.wav" for name in channel_names]
+            layouts = ["mono"] * len(channel_names)
         else:
-            paths, layouts = [base], [media.layout]
+            paths, layouts = [base], [layout]
         for path in paths:
             if path in self.written:
                 raise StageError(f"assemble.name_template: two stems would both be named {path}; include {{asset}}")
             self.written.add(path)
         self.assets[asset] = tuple(self.ctx.output(p) for p in paths)
-        return [open_bwf(self.ctx.output(p), layout, self.sample_format, self._bext(asset)) for p, layout in zip(paths, layouts)]
+        self.layouts[asset] = layout
+        bext = self._bext(asset, layout)
+        return [
+            open_bwf(self.ctx.output(p), file_layout, self.sample_format, bext) for p, file_layout in zip(paths, layouts)
+        ]
 
-    def _bext(self, asset: str) -> BextMetadata:
+    def _bext(self, asset: str, layout: str) -> BextMetadata:
         return BextMetadata(
-            description=f"{self.ctx.params.title} {asset} stem, {self.programme.media.layout}, start {self.programme.start_timecode} at {self.programme.rate}",
+            description=(
+                f"{self.ctx.params.title} {asset} stem, {layout}, "
+                f"start {self.programme.start_timecode} at {self.programme.rate}"
+            ),
             origination=self.origination,
             time_reference_samples=self.programme.time_reference_samples,
         )

@@ -1,4 +1,4 @@
-"""Assemble: BWF stems that spot at the right timecode, per-speaker gating, cue lists."""
+"""Assemble: BWF stems that spot at the right timecode, per-speaker gating, the guide, cue lists, the OTIO timeline."""
 
 import csv
 import json
@@ -6,18 +6,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import opentimelineio as otio
 import pytest
 import soundfile as sf
 import wavinfo
 from pydantic import ValidationError
 
 from dubprep.audio_io import open_writer
+from dubprep.errors import StageError
 from dubprep.media import MediaInfo
 from dubprep.stage import StageContext
-from dubprep.stages.assemble import AssembleParams, AssembleStage, Turn, turn_gain
+from dubprep.stages.assemble import AssembleParams, AssembleStage, Turn, speaker_names, turn_gain
 from media_factory import probe
 from speech import sample_speech_48k
 
+RATE = 48_000
+LSB = 2.0**-23  # 24-bit
+FADE = 480  # the default 10 ms crossfade
+FPS = 24000 / 1001
 TURNS = {
     "speakers": ["SPK01", "../../etc/Ané"],
     "turns": [
@@ -26,29 +32,50 @@ TURNS = {
         {"speaker": "SPK01", "start_s": 7.0, "end_s": 8.0, "overlap": False},
     ],
 }
+TURNS["exclusive_turns"] = TURNS["turns"]
+# A talks over B from 3.0 to 4.0 s; diarize's exclusive turns give A the first half of it.
+OVERLAP_TURNS = {
+    "speakers": ["A", "B"],
+    "turns": [
+        {"speaker": "A", "start_s": 1.0, "end_s": 4.0, "overlap": True},
+        {"speaker": "B", "start_s": 3.0, "end_s": 6.0, "overlap": True},
+        {"speaker": "A", "start_s": 7.0, "end_s": 8.0, "overlap": False},
+    ],
+    "exclusive_turns": [
+        {"speaker": "A", "start_s": 1.0, "end_s": 3.5, "overlap": True},
+        {"speaker": "B", "start_s": 3.5, "end_s": 6.0, "overlap": True},
+        {"speaker": "A", "start_s": 7.0, "end_s": 8.0, "overlap": False},
+    ],
+}
 
 
-def make_inputs(folder: Path, layout: str, channels: int, frames: int) -> dict[str, Path]:
-    """A programme whose DX is real speech on the front channels and ME is noise."""
+def make_inputs(folder: Path, layout: str, channels: int, frames: int, turns: dict, dx_gain: float) -> dict[str, Path]:
+    """A programme whose DX is real speech on the front channels (room tone on the others), MX a tone, FX noise."""
     folder.mkdir()
     rng = np.random.default_rng(1)
-    speech = np.resize(sample_speech_48k(), frames)
+    speech = np.resize(sample_speech_48k()[13 * RATE // 2 :], frames)  # from 6.5 s, where the talking starts
     dx = np.zeros((frames, channels), dtype=np.float32)
-    dx[:, : min(channels, 3)] = speech[:, None] * 0.5
-    me = rng.normal(0, 0.05, size=(frames, channels)).astype(np.float32)
-    for name, data in (("DX.wav", dx), ("ME.wav", me), ("mix.wav", dx + me)):
+    dx[:, : min(channels, 3)] = speech[:, None] * dx_gain
+    dx[:, 3:] = rng.normal(0, 0.01, size=(frames, max(channels - 3, 0)))  # different in each, LFE included
+    tone = 0.05 * np.sin(2 * np.pi * 220 * np.arange(frames) / RATE)
+    mx = np.repeat(tone[:, None], channels, axis=1).astype(np.float32)  # shape: (frames, channels)
+    me = (mx + rng.normal(0, 0.05, size=(frames, channels))).astype(np.float32)
+    fx = me - mx  # as separate makes it
+    for name, data in (("DX.wav", dx), ("ME.wav", me), ("MX.wav", mx), ("FX.wav", fx), ("mix.wav", dx + me)):
         with open_writer(folder / name, frames, channels) as writer:
             writer.write(data)
     MediaInfo(source="reel.mov", audio_stream=0, codec="pcm_s24le", layout=layout, channels=channels,
               sample_rate=48000, frames=frames, source_sample_rate=48000, start_offset_s=0.0,
               start_timecode="01:00:00:00", frame_rate="24000/1001").save(folder / "media.json")
-    (folder / "turns.json").write_text(json.dumps(TURNS))
+    (folder / "turns.json").write_text(json.dumps(turns))
     (folder / "turns.rttm").write_text("")
     return {name: folder / name for name in AssembleStage.inputs}
 
 
-def assemble(tmp_path: Path, layout="5.1", channels=6, frames=10 * 48000, **params) -> Path:
-    inputs = make_inputs(tmp_path / "in", layout, channels, frames)
+def assemble(
+    tmp_path: Path, layout="5.1", channels=6, frames=10 * RATE, turns=TURNS, dx_gain=0.5, **params
+) -> Path:
+    inputs = make_inputs(tmp_path / "in", layout, channels, frames, turns, dx_gain)
     work = tmp_path / "out"
     work.mkdir()
     AssembleStage().run(StageContext(AssembleParams(title="My Film: R1", **params), inputs, work, Path("reel.mov"),
@@ -64,11 +91,21 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(tmp_path):
     mix, _ = sf.read(tmp_path / "in/mix.wav", dtype="float32")
     assert me.shape == mix.shape == (10 * 48000, 6)
     assert np.abs(mix - (me + dx)).max() <= 2 / 2**23 + 1e-7
-    info = wavinfo.WavInfoReader(str(me_path))
-    assert info.bext.time_reference == 172_972_800  # 01:00:00:00 at 23.976 fps
-    assert info.fmt.channel_count == 6
-    stream = probe(me_path)["streams"][0]
-    assert (stream["channel_layout"], stream["bits_per_sample"]) == ("5.1", 24)  # from dwChannelMask 0x3F
+    mx, fx = (sf.read(out / f"My_Film_R1_{asset}_6ch_48k_24b.wav", dtype="float64")[0] for asset in ("MX", "FX"))
+    assert np.abs(mix - (dx + mx + fx)).max() <= 3 / 2**23 + 1e-7
+    assert np.abs(fx).max() > 0.1 and np.abs(mx).max() > 0.04  # each its own signal, not silence
+    for asset in ("ME", "MX", "FX"):
+        path = out / f"My_Film_R1_{asset}_6ch_48k_24b.wav"
+        info = wavinfo.WavInfoReader(str(path))
+        assert info.bext.time_reference == 172_972_800  # 01:00:00:00 at 23.976 fps
+        assert info.fmt.channel_count == 6
+        stream = probe(path)["streams"][0]
+        assert (stream["channel_layout"], stream["bits_per_sample"]) == ("5.1", 24)  # from dwChannelMask 0x3F
+    report = json.loads((out / "qc.json").read_text())
+    assert report["passed"], report["failures"]
+    assert {"ME", "MX", "FX", "DX"} <= report["stems"].keys()
+    assert report["stems"]["MX"]["integrated_lufs"] is not None and report["stems"]["FX"]["true_peak_dbtp"] is not None
+    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 100
 
 
 def test_speaker_stems_are_gated_to_their_turns(tmp_path):
@@ -91,11 +128,20 @@ def test_hostile_speaker_name_stays_in_output_folder(tmp_path):
 
 
 def test_split_mono_writes_one_file_per_channel(tmp_path):
-    out = assemble(tmp_path, split_mono=True)
-    for suffix in ("L", "R", "C", "LFE", "Ls", "Rs"):
-        path = out / f"My_Film_R1_ME_6ch_48k_24b.{suffix}.wav"
-        assert sf.info(path).channels == 1
-        assert sf.info(path).frames == 10 * 48000
+    out = assemble(tmp_path, split_mono=True, dialogue_guide=True)
+    channels = ("L", "R", "C", "LFE", "Ls", "Rs")
+    for asset in ("ME", "MX", "FX", "DX", "DX-SPK01"):
+        for suffix in channels:
+            path = out / f"My_Film_R1_{asset}_6ch_48k_24b.{suffix}.wav"
+            assert sf.info(path).channels == 1
+            assert sf.info(path).frames == 10 * 48000
+    assert sf.info(out / "My_Film_R1_DX-GUIDE_1ch_48k_24b.wav").channels == 1  # already mono: one file
+    report = json.loads((out / "qc.json").read_text())
+    assert report["passed"], report["failures"]
+    # A clip references one file: a track per channel file.
+    timeline = otio.adapters.read_from_file(str(out / "timeline.otio"))  # held: its tracks die with it
+    tracks = [t.name for t in timeline.tracks]
+    assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 4  # DX, ME, two speakers
 
 
 def test_cue_list_matches_turns(tmp_path):
@@ -122,3 +168,113 @@ def test_turn_gain_ramps_outside_turn_edges():
 def test_bad_name_template_rejected(template):
     with pytest.raises(ValidationError):
         AssembleParams(name_template=template)
+
+
+def read(out: Path, asset: str, channels: int = 2) -> np.ndarray:
+    return sf.read(out / f"My_Film_R1_{asset}_{channels}ch_48k_24b.wav", dtype="float64", always_2d=True)[0]
+
+
+def at(seconds: float) -> int:
+    return round(seconds * RATE)
+
+
+def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(tmp_path):
+    out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS)
+    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    overlap = slice(at(3.0), at(4.0))
+    assert np.abs(dx[overlap]).max() > 0.05  # speech there
+    np.testing.assert_allclose(a[overlap], dx[overlap], atol=2 * LSB)
+    np.testing.assert_allclose(b[overlap], dx[overlap], atol=2 * LSB)
+    assert np.abs(b[: at(3.0) - FADE - 1]).max() == 0.0
+    assert np.abs(a[at(4.0) + FADE + 1 : at(7.0) - FADE - 1]).max() == 0.0
+    cues = list(csv.DictReader(open(out / "cues.csv", newline="")))
+    assert [(c["speaker"], c["overlap"]) for c in cues] == [("A", "yes"), ("B", "yes"), ("A", "")]
+
+
+def test_overlap_exclusive_gives_each_moment_to_one_speaker(tmp_path):
+    out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap="exclusive")
+    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    change = at(3.5)
+    # The speaker stems sum to DX over the whole exchange, the crossfade at the change included.
+    speech = slice(at(1.0), at(6.0))
+    np.testing.assert_allclose((a + b)[speech], dx[speech], atol=3 * LSB)
+    np.testing.assert_allclose(a[at(1.0) : change - FADE], dx[at(1.0) : change - FADE], atol=2 * LSB)
+    np.testing.assert_allclose(b[change + FADE : at(6.0)], dx[change + FADE : at(6.0)], atol=2 * LSB)
+    assert np.abs(b[: change - FADE - 1]).max() == 0.0
+    assert np.abs(a[change + FADE + 1 : at(7.0) - FADE - 1]).max() == 0.0
+    # Both stems hold a sample only within the crossfade at the change of speaker.
+    shared = np.flatnonzero((np.abs(a).max(axis=1) > 0) & (np.abs(b).max(axis=1) > 0))
+    assert len(shared) > 0 and change - FADE <= shared.min() and shared.max() <= change + FADE
+    # The cue list still lists the turns as spoken, with their overlap.
+    cues = list(csv.DictReader(open(out / "cues.csv", newline="")))
+    assert [(c["speaker"], c["overlap"]) for c in cues] == [("A", "yes"), ("B", "yes"), ("A", "")]
+
+
+def test_exclusive_without_exclusive_turns_names_the_fix(tmp_path):
+    turns = {"speakers": TURNS["speakers"], "turns": TURNS["turns"]}
+    with pytest.raises(StageError, match=r"turns.json: has no 'exclusive_turns'.*--force diarize"):
+        assemble(tmp_path, layout="stereo", channels=2, turns=turns, overlap="exclusive")
+
+
+def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(tmp_path):
+    # 1.5 x speech on L, R and C: the sum passes full scale where the speech is loudest.
+    out = assemble(tmp_path, dialogue_guide=True, dx_gain=1.5)
+    guide = read(out, "DX-GUIDE", channels=1)
+    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    expected = dx[:, [0, 1, 2, 4, 5]].sum(axis=1)  # L R C Ls Rs
+    assert guide.shape == (len(dx), 1)
+    fits = np.abs(expected) < 1.0 - 4 * LSB
+    np.testing.assert_allclose(guide[fits, 0], expected[fits], atol=2 * LSB)
+    assert np.all(np.abs(guide[~fits, 0]) >= 1.0 - 5 * LSB)  # held at full scale, not scaled down
+    info = wavinfo.WavInfoReader(str(out / "My_Film_R1_DX-GUIDE_1ch_48k_24b.wav"))
+    assert info.bext.time_reference == 172_972_800 and info.fmt.channel_count == 1
+    report = json.loads((out / "qc.json").read_text())
+    clipped = np.count_nonzero(np.abs(guide) >= 1.0 - LSB)
+    assert clipped > 100 and report["stems"]["DX-GUIDE"]["clipped_samples"] == [clipped]
+    assert report["failures"] == [f"DX-GUIDE clipping: {clipped} samples at or beyond full scale"]
+    format_check = next(c for c in report["checks"] if c["name"] == "DX-GUIDE format")
+    assert format_check["passed"] and format_check["limit"] == "48000 Hz, 1 ch"
+
+
+def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(tmp_path):
+    # 3 x speech on both (peaks near 0.96): their sum would clip, their mean keeps a centred line's level.
+    out = assemble(tmp_path, layout="stereo", channels=2, dialogue_guide=True, dx_gain=3.0)
+    guide = read(out, "DX-GUIDE", channels=1)
+    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    np.testing.assert_allclose(guide[:, 0], dx.mean(axis=1), atol=2 * LSB)
+    assert 0.8 < np.abs(guide).max() < 1.0
+    report = json.loads((out / "qc.json").read_text())
+    assert report["stems"]["DX-GUIDE"]["clipped_samples"] == [0]
+
+
+@pytest.mark.parametrize("overlap", ["both", "exclusive"])
+def test_timeline_has_a_clip_per_turn_on_each_speaker_track(tmp_path, overlap):
+    out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap=overlap)
+    timeline = otio.adapters.read_from_file(str(out / "timeline.otio"))
+    start = otio.opentime.RationalTime(24 * 3600, FPS)  # 01:00:00:00 at 23.976: 86,400 frames
+    assert timeline.global_start_time == start
+    assert [t.name for t in timeline.tracks] == ["DX", "ME", "DX-A", "DX-B"]
+    assert all(t.kind == otio.schema.TrackKind.Audio for t in timeline.tracks)
+    for track in timeline.tracks:
+        for clip in track.find_clips():
+            assert (out / clip.media_reference.target_url).is_file()
+            assert clip.media_reference.available_range.start_time == start
+            # Media time is programme time: the clip plays the stem's audio at the clip's place.
+            assert clip.source_range.start_time - start == clip.range_in_parent().start_time
+    (dx_clip,) = timeline.tracks[0].find_clips()
+    assert dx_clip.media_reference.target_url == "My_Film_R1_DX_2ch_48k_24b.wav"
+    assert dx_clip.source_range.duration.value == 240  # ceil(10 s x 23.976)
+    turns = OVERLAP_TURNS["turns" if overlap == "both" else "exclusive_turns"]
+    for track in timeline.tracks[2:]:
+        own = [t for t in turns if f"DX-{t['speaker']}" == track.name]
+        clips = list(track.find_clips())
+        assert len(clips) == len(own)
+        for clip, turn in zip(clips, own):
+            assert clip.media_reference.target_url == f"My_Film_R1_{track.name}_2ch_48k_24b.wav"
+            placed = clip.range_in_parent()
+            assert abs(placed.start_time.to_seconds() - turn["start_s"]) <= 1 / FPS
+            assert abs(placed.end_time_exclusive().to_seconds() - turn["end_s"]) <= 1 / FPS
+
+
+def test_a_speaker_called_guide_does_not_take_the_guide_name():
+    assert speaker_names(["guide", "SPK01"]) == {"guide": "GUIDE_2", "SPK01": "SPK01"}

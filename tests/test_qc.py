@@ -64,17 +64,22 @@ def sample_turns(seconds: float) -> dict:
     return {"speakers": speakers, "turns": turns}
 
 
-def music_and_effects(frames: int, channels: int, seed: int = 3) -> np.ndarray:
-    """A slow chord on every channel plus noise bursts (door slams, steps); shape (frames, channels)."""
-    rng = np.random.default_rng(seed)
+def music(frames: int, channels: int) -> np.ndarray:
+    """A slow chord on every channel; shape (frames, channels)."""
     t = np.arange(frames) / RATE
     swell = 0.6 + 0.4 * np.sin(2 * np.pi * 0.1 * t)
     chord = sum(np.sin(2 * np.pi * hz * t + k) for k, hz in enumerate((98.0, 146.8, 196.0, 246.9))) * 0.02 * swell
-    me = np.repeat(chord[:, None], channels, axis=1) + rng.normal(0, 0.004, size=(frames, channels))
+    return np.repeat(chord[:, None], channels, axis=1).astype(np.float32)
+
+
+def effects(frames: int, channels: int, seed: int = 3) -> np.ndarray:
+    """Room noise plus noise bursts (door slams, steps); shape (frames, channels)."""
+    rng = np.random.default_rng(seed)
+    fx = rng.normal(0, 0.004, size=(frames, channels))
     for start in rng.integers(0, frames - RATE // 4, size=max(1, frames // (3 * RATE))):
         burst = rng.normal(0, 0.08, size=(RATE // 4, channels)) * np.exp(-np.arange(RATE // 4) / 2400)[:, None]
-        me[start : start + RATE // 4] += burst
-    return me.astype(np.float32)
+        fx[start : start + RATE // 4] += burst
+    return fx.astype(np.float32)
 
 
 def dialogue(frames: int, layout: str) -> np.ndarray:
@@ -118,23 +123,27 @@ def true_peaks_dbtp(data: np.ndarray) -> np.ndarray:
 
 
 def make_programme(folder: Path, case: Case, picture: Path) -> QcInputs:
-    """Float mix/DX/ME, delivered stems (ME, DX, one per speaker), media.json facts and turns.json."""
+    """Float mix/DX/ME/MX/FX, delivered stems (ME, MX, FX, DX, one per speaker), media.json facts and turns.json."""
     folder.mkdir()
     frames = round(case.seconds * RATE)
     dx = dialogue(frames, case.layout)
-    me = music_and_effects(frames, dx.shape[1])
+    mx = music(frames, dx.shape[1])
+    fx = effects(frames, dx.shape[1])
     if case.speech_in_me:
         span = slice(round(case.speech_in_me[0] * RATE), round(case.speech_in_me[1] * RATE))
-        me[span] += dx[span]
+        fx[span] += dx[span]
         dx[span] = 0.0
     if case.hot_me:
         # 12 kHz (fs/4) at 45 degrees: samples reach only 0.64, the waveform between them 0.9 (-0.9 dBTP + music).
         t = np.arange(RATE) / RATE
-        me[2 * RATE : 3 * RATE, 0] += 0.9 * np.sin(2 * np.pi * 12_000 * t + np.pi / 4)
+        fx[2 * RATE : 3 * RATE, 0] += 0.9 * np.sin(2 * np.pi * 12_000 * t + np.pi / 4)
+    me = mx + fx
     mix = dx + me
     turns = sample_turns(case.seconds)
     stems = {
         "ME": deliver(folder, "ME", me * 10 ** (case.me_gain_db / 20), case),
+        "MX": deliver(folder, "MX", mx, case),
+        "FX": deliver(folder, "FX", fx, case),
         "DX": deliver(folder, "DX", dx[: frames - case.dx_short_samples], case),
     }
     for label in turns["speakers"]:
@@ -146,10 +155,11 @@ def make_programme(folder: Path, case: Case, picture: Path) -> QcInputs:
     media = MediaInfo(source=str(picture), audio_stream=0, codec="pcm_s24le", layout=case.layout,
                       channels=dx.shape[1], sample_rate=RATE, frames=frames, source_sample_rate=RATE,
                       start_offset_s=0.0, start_timecode=START_TC, frame_rate=FPS)
+    separated = {asset: write_float(folder / f"{asset}.wav", data) for asset, data in
+                 (("DX", dx), ("ME", me), ("MX", mx), ("FX", fx))}
     return QcInputs(
-        work_dir=folder, stems=stems, mix=write_float(folder / "mix.wav", mix), dx=write_float(folder / "DX.wav", dx),
-        me=write_float(folder / "ME.wav", me), media=media, turns=folder / "turns.json",
-        start_timecode=START_TC, rate=FrameRate.parse(FPS), source=picture,
+        work_dir=folder, stems=stems, mix=write_float(folder / "mix.wav", mix), separated=separated, media=media,
+        turns=folder / "turns.json", start_timecode=START_TC, rate=FrameRate.parse(FPS), source=picture,
     )
 
 
@@ -177,11 +187,12 @@ def check(report: dict, name: str) -> dict:
 def test_clean_delivery_passes_every_check(clean):
     failures, report, inputs = clean
     assert failures == [] and report["passed"] and report["failures"] == []
-    assert len(report["checks"]) == 5 * len(inputs.stems) + 2
+    assert len(report["checks"]) == 5 * len(inputs.stems) + 3  # per stem, two null tests, dialogue in M&E
     unchecked = [c["name"] for c in report["checks"] if c["passed"] is None]
     assert unchecked == [f"{asset} true peak" for asset in inputs.stems if asset != "ME"]  # no limit by default
     assert all(c["passed"] is True for c in report["checks"] if c["name"] not in unchecked)
-    assert report["null_test"]["delivered_depth_db"] > 110  # 24-bit quantisation of a -30 dBFS mix
+    assert report["null_tests"]["DX + ME"]["delivered_depth_db"] > 110  # 24-bit quantisation of a -30 dBFS mix
+    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 110
     assert report["dialogue_in_me"]["speech_s"] < 0.5
     assert report["stems"]["DX"]["frames"] == [20 * RATE]
     assert abs(report["programme"]["picture_duration_s"] - 20.0) < 1 / 23.976
@@ -203,6 +214,7 @@ def test_split_mono_5_1_is_measured_as_one_stem(tmp_path, picture):
     assert all("from the picture" in f for f in failures) and len(failures) == len(inputs.stems)
     assert len(report["stems"]["ME"]["files"]) == 6 and report["stems"]["ME"]["channels"] == 6
     assert check(report, "Null test (mix - DX - ME)")["passed"]
+    assert check(report, "Null test (mix - DX - MX - FX)")["passed"]
     # pyloudnorm weights channels by position (L R C Ls Rs, surrounds +1.5 dB) and knows no LFE: leave it out.
     channels = [sf.read(p, dtype="float64")[0] for p in inputs.stems["ME"]]
     without_lfe = np.stack([channels[i] for i in (0, 1, 2, 4, 5)], axis=1)
@@ -247,9 +259,13 @@ def test_stem_one_sample_short_fails_length(tmp_path, picture):
 
 def test_stems_that_do_not_resum_fail_the_null_test(tmp_path, picture):
     failures, report, _ = qc(tmp_path / "normalised", Case(me_gain_db=0.1), picture)
-    assert len(failures) == 1 and failures[0].startswith("Null test")
-    assert 30 < report["null_test"]["delivered_depth_db"] < 50  # 0.1 dB on the M&E: about 40 dB
-    assert report["null_test"]["separation_depth_db"] > 140  # the float stems were fine
+    assert len(failures) == 1 and failures[0].startswith("Null test: mix - (DX + ME)")
+    null = report["null_tests"]["DX + ME"]
+    assert 30 < null["delivered_depth_db"] < 50  # 0.1 dB on the M&E: about 40 dB
+    assert null["separation_depth_db"] > 140  # the float stems were fine
+    # MX and FX were delivered as they are: the other way to rebuild the mix still nulls.
+    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 110
+    assert check(report, "Null test (mix - DX - MX - FX)")["passed"]
 
 
 # --- the report in a browser ------------------------------------------------------------------
