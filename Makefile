@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean-demo chromium
+.PHONY: install demo test bench bench-scale clean-demo chromium
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ bench: install
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/separation.py
 	$(PY) benchmarks/diarization.py
+
+# Hours: the whole pipeline on 10-, 60- and 120-minute 5.1 programmes (about 90 GB free disk
+# for the 120-minute run). Quick check: $(PY) benchmarks/scale.py --minutes 1 2
+bench-scale: install
+	$(PY) benchmarks/scale.py
 
 clean-demo:
 	rm -rf examples/out examples/media

@@ -7,6 +7,7 @@ RIFF limit are written as RF64, which soundfile, ffmpeg and Pro Tools read.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def open_writer(
     differently and defeat the cache. soundfile has no public switch for it,
     so the libsndfile command is sent through its handle.
     """
-    writer = sf.SoundFile(
+    writer = _Writer(
         str(path),
         mode="w",
         samplerate=sample_rate,
@@ -66,6 +67,25 @@ def open_writer(
     )
     sf._snd.sf_command(writer._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
     return writer
+
+
+class _Writer(sf.SoundFile):
+    """A SoundFile whose failed writes raise OSError, as Python's own files do.
+
+    libsndfile reports a full disk or a file past the file system's size
+    limit (FAT32, RLIMIT_FSIZE) only as a generic system error; the errno
+    its failed write() left names the reason, and as an OSError it reaches
+    the engine's "free disk space or choose another --output" message.
+    """
+
+    def write(self, data: np.ndarray) -> None:
+        try:
+            super().write(data)
+        except sf.LibsndfileError as exc:
+            code = sf._ffi.errno  # cffi keeps the errno of this thread's last C call
+            if not code:
+                raise
+            raise OSError(code, os.strerror(code), self.name) from exc
 
 
 def iter_blocks(path: Path, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:

@@ -226,11 +226,12 @@ class Engine:
 
     def _execute(self, stage: Stage, hashes: HashCache) -> list[str]:
         parts = self._key_parts(stage, hashes)
+        device = self._device()  # before the work folder: an unusable device leaves nothing behind
         work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
         work_dir.mkdir(parents=True)
         params = getattr(self.project, stage.name)
         ctx = StageContext(
-            params, self._input_paths(stage), work_dir, self.project.input, self.log, self._device(), self.progress()
+            params, self._input_paths(stage), work_dir, self.project.input, self.log, device, self.progress()
         )
         try:
             stage.run(ctx)
