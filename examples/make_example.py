@@ -254,7 +254,8 @@ def _video_codec() -> dict[str, str]:
         [str(find_tool("ffmpeg")), "-hide_banner", "-encoders"], capture_output=True, text=True, check=True
     ).stdout
     if re.search(r"^\s*V\S*\s+libx264\s", encoders, re.MULTILINE):
-        return {"vcodec": "libx264", "preset": "veryfast", "crf": "28"}
+        # One thread: x264's frame threads made the picture differ between runs on a loaded machine.
+        return {"vcodec": "libx264", "preset": "veryfast", "crf": "28", "threads": "1"}
     return {"vcodec": "mpeg4", "q:v": "5"}
 
 
