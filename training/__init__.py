@@ -1,0 +1,1 @@
+"""Training recipe for the cinesep separation network (see training/README.md)."""
