@@ -27,7 +27,7 @@ from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.models import entry
 from dubprep.stage import StageContext
 from dubprep.stages.backends import bandit
-from dubprep.stages.backends.bandit import BanditSeparator, Chunk, chunk_window, consistent, overlap_add
+from dubprep.stages.backends.bandit import BanditSeparator, chunk_window, consistent
 from dubprep.stages.separate import STEMS, SeparateParams, SeparateStage
 from speech import sample_speech_48k, speech_with_background
 
@@ -221,18 +221,6 @@ def test_separation_does_not_depend_on_block_sizes(v2_model: Path, speech) -> No
     parts = [pieces.process([signal[i : i + 7_001]]) for i in range(0, len(signal), 7_001)]
     assert np.array_equal(np.concatenate([*parts, pieces.flush()], axis=-1), expected)
     assert expected.shape == (1, 3, len(signal))
-
-
-def test_overlap_add_is_a_weighted_average_and_refuses_gaps() -> None:
-    window = chunk_window(8)
-    assert window.min() > 0
-    pieces = [(Chunk(0, 8), np.full(8, 2.0, dtype=np.float32)), (Chunk(4, 8), np.full(8, 4.0, dtype=np.float32))]
-    out = overlap_add(Chunk(2, 8), pieces, window)
-    np.testing.assert_allclose(out[:2], 2.0)  # only the first chunk covers samples 2 and 3
-    assert np.all((out[2:6] > 2.0) & (out[2:6] < 4.0))  # both: an average
-    np.testing.assert_allclose(out[6:], 4.0, rtol=1e-6)
-    with pytest.raises(AssertionError, match="covered by no chunk"):
-        overlap_add(Chunk(0, 14), pieces[:1], window)
 
 
 def test_consistency_gives_the_residual_to_the_stems_by_power() -> None:

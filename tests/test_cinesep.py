@@ -12,7 +12,7 @@ import torch
 
 from dubprep.errors import ModelError
 from dubprep.stages.backends import cinesep
-from dubprep.stages.backends.cinesep import Chunk, CineSepStream, chunk_weights, load_net, overlap_add
+from dubprep.stages.backends.cinesep import CineSepStream, chunk_weights, load_net
 from dubprep.stages.backends.cinesep_net import CineSepNet, NetConfig
 from speech import sample_speech_48k, speech_with_background
 from training import evaluate, sources
@@ -64,20 +64,6 @@ def test_mono_gives_mono_stems_that_resum() -> None:
 def test_more_than_two_channels_are_refused() -> None:
     with pytest.raises(ValueError, match="6 channels"):
         CineSepStream(_net(config=SMALL), channels=6)
-
-
-def test_overlap_add_averages_by_weight_and_needs_cover() -> None:
-    a, b = Chunk(0, 10), Chunk(6, 10)
-    pieces = [
-        (a, np.ones((3, 10, 2)), chunk_weights(10)),
-        (b, np.full((3, 10, 2), 3.0), chunk_weights(10)),
-    ]
-    out = overlap_add(pieces, Chunk(0, 16))
-    assert out.shape == (3, 16, 2)
-    assert np.allclose(out[:, :6], 1.0) and np.allclose(out[:, 10:], 3.0)
-    assert ((out[:, 6:10] > 1.0) & (out[:, 6:10] < 3.0)).all()
-    with pytest.raises(AssertionError):
-        overlap_add(pieces, Chunk(12, 8))
 
 
 def _weights_file(tmp_path: Path, net: CineSepNet) -> Path:

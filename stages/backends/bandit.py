@@ -24,7 +24,6 @@ the input and exactly as long.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pymss_core import ModelTypeDetectionError, detect_model_type, get_model_fro
 
 from dubprep.errors import ModelError
 from dubprep.models import ModelFiles, model_files, sha256_file
+from dubprep.stages.backends.overlap_add import Chunk, Piece, overlap_add
 
 SAMPLE_RATE = 48_000
 DEFAULT_MODEL = "bandit-v2-dnr3-multi"
@@ -47,44 +47,9 @@ STEMS = ("speech", "music", "effects")
 _LIGHTNING_PREFIX = "model."
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A span of the (zero-padded) stream: first sample and length, in 48 kHz samples."""
-
-    offset_samples: int
-    length_samples: int
-
-    @property
-    def end_samples(self) -> int:
-        return self.offset_samples + self.length_samples
-
-
 def chunk_window(length_samples: int) -> np.ndarray:
     """sin^2 window sampled half a sample off its zeros: positive everywhere, (length_samples,) float32."""
     return (np.sin(np.pi * (np.arange(length_samples) + 0.5) / length_samples) ** 2).astype(np.float32)
-
-
-def overlap_add(span: Chunk, pieces: Sequence[tuple[Chunk, np.ndarray]], window: np.ndarray) -> np.ndarray:
-    """The window-weighted average of ``pieces`` over ``span``.
-
-    Each piece is (chunk, estimate of shape (..., chunk.length_samples)); the
-    result has shape (..., span.length_samples) and is
-    ``sum_k w[t - o_k] p_k[t - o_k] / sum_k w[t - o_k]`` over the pieces that
-    cover sample ``t``. Every sample of ``span`` must be covered.
-    """
-    out = np.zeros((*pieces[0][1].shape[:-1], span.length_samples), dtype=np.float32)
-    normaliser = np.zeros(span.length_samples, dtype=np.float32)
-    for chunk, estimate in pieces:
-        start = max(chunk.offset_samples, span.offset_samples)
-        end = min(chunk.end_samples, span.end_samples)
-        if start >= end:
-            continue
-        inside = slice(start - chunk.offset_samples, end - chunk.offset_samples)
-        at = slice(start - span.offset_samples, end - span.offset_samples)
-        out[..., at] += estimate[..., inside] * window[inside]
-        normaliser[at] += window[inside]
-    assert np.all(normaliser > 0), "a sample of the span is covered by no chunk"
-    return out / normaliser
 
 
 def consistent(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
@@ -214,7 +179,7 @@ class BanditSeparator:
         lead = model.chunk_samples - model.hop_samples
         self._input = np.zeros((signals, lead), dtype=np.float32)  # the stream from _input_start on
         self._input_start = 0
-        self._pieces: deque[tuple[Chunk, np.ndarray]] = deque(maxlen=model.chunk_samples // model.hop_samples)
+        self._pieces: deque[Piece] = deque(maxlen=model.chunk_samples // model.hop_samples)
         self._next_offset = 0  # where the next chunk starts
         self._written_to = lead  # stream samples before this are output (the lead is padding)
         self._end = lead  # one past the last fed sample
@@ -244,7 +209,7 @@ class BanditSeparator:
         chunk = Chunk(self._next_offset, self._model.chunk_samples)
         start = chunk.offset_samples - self._input_start
         mixture = self._input[:, start : start + chunk.length_samples]  # shape: (signals, chunk)
-        self._pieces.append((chunk, consistent(separate_chunk(self._model, mixture), mixture)))
+        self._pieces.append((chunk, consistent(separate_chunk(self._model, mixture), mixture), self._window))
         self._next_offset += self._model.hop_samples
         # The first chunks end inside the lead (padding): nothing of theirs is ready alone.
         ready_to = max(self._written_to, min(self._next_offset, self._end))
@@ -252,7 +217,7 @@ class BanditSeparator:
         self._written_to = ready_to
         drop = self._next_offset - self._input_start
         self._input, self._input_start = self._input[:, drop:], self._next_offset
-        return overlap_add(span, list(self._pieces), self._window)
+        return overlap_add(span, list(self._pieces))
 
     def _joined(self, parts: list[np.ndarray]) -> np.ndarray:
         if not parts:

@@ -28,8 +28,6 @@ outputs, concatenated, are sample-aligned with the input.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,24 +36,13 @@ import torch
 from dubprep import models
 from dubprep.errors import ModelError
 from dubprep.stages.backends.cinesep_net import SAMPLE_RATE, STEMS, CineSepNet, NetConfig, project_to_mix
+from dubprep.stages.backends.overlap_add import Chunk, Piece, overlap_add
 
 MODEL_NAME = "cinesep"
 CHUNK_SAMPLES = 4 * SAMPLE_RATE
 FADE_SAMPLES = SAMPLE_RATE  # overlap between consecutive chunks
 HOP_SAMPLES = CHUNK_SAMPLES - FADE_SAMPLES
 _BATCH_CHUNKS = 4  # chunks per forward pass: a 10-s block is about three
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A span of the mix: ``length`` frames from frame ``offset``."""
-
-    offset: int
-    length: int
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.length
 
 
 def chunk_weights(length: int) -> np.ndarray:
@@ -70,27 +57,6 @@ def chunk_weights(length: int) -> np.ndarray:
     weights[: len(ramp)] = np.minimum(weights[: len(ramp)], ramp)
     weights[length - len(ramp) :] = np.minimum(weights[length - len(ramp) :], ramp[::-1])
     return weights
-
-
-def overlap_add(pieces: Sequence[tuple[Chunk, np.ndarray, np.ndarray]], span: Chunk) -> np.ndarray:
-    """The weighted average over ``span`` of chunk estimates; shape (stems, span.length, channels).
-
-    ``pieces``: (chunk, estimate (stems, chunk.length, channels), weights
-    (chunk.length,)); together they must cover every frame of ``span``.
-    """
-    total = None
-    normaliser = np.zeros(span.length)
-    for chunk, estimate, weights in pieces:
-        lo, hi = max(chunk.offset, span.offset), min(chunk.end, span.end)
-        if lo >= hi:
-            continue
-        if total is None:
-            total = np.zeros((estimate.shape[0], span.length, estimate.shape[2]))
-        part = slice(lo - chunk.offset, hi - chunk.offset)
-        total[:, lo - span.offset : hi - span.offset] += estimate[:, part] * weights[part, None]
-        normaliser[lo - span.offset : hi - span.offset] += weights[part]
-    assert total is not None and (normaliser > 0).all(), f"chunks do not cover {span}"
-    return total / normaliser[:, None]
 
 
 def verify_weights(path: Path, expected_sha256: str) -> None:
@@ -161,7 +127,7 @@ class CineSepStream:
         self._next_offset = 0  # where the next chunk starts
         self._fed = 0
         self._emitted = 0
-        self._pieces: list[tuple[Chunk, np.ndarray, np.ndarray]] = []
+        self._pieces: list[Piece] = []
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Feed ``block`` (frames, channels); return the stems now complete (3, k, channels)."""
@@ -194,15 +160,15 @@ class CineSepStream:
             batch = chunks[first : first + _BATCH_CHUNKS]
             mixes = np.zeros((len(batch), 2, CHUNK_SAMPLES), dtype=np.float32)
             for row, chunk in enumerate(batch):
-                start = chunk.offset - self._emitted
-                mixes[row, :, : chunk.length] = self._buffer[start : start + chunk.length].T
+                start = chunk.offset_samples - self._emitted
+                mixes[row, :, : chunk.length_samples] = self._buffer[start : start + chunk.length_samples].T
             with torch.inference_mode():
                 stems = self._net(torch.from_numpy(mixes).to(self._device)).cpu().numpy()  # shape: (n, 3, 2, CHUNK)
             for row, chunk in enumerate(batch):
-                estimate = stems[row, :, :, : chunk.length].transpose(0, 2, 1)  # shape: (3, length, 2)
-                self._pieces.append((chunk, estimate, chunk_weights(chunk.length)))
+                estimate = stems[row, :, :, : chunk.length_samples]  # shape: (3, 2, length)
+                self._pieces.append((chunk, estimate, chunk_weights(chunk.length_samples)))
         if chunks:
-            self._next_offset = chunks[-1].offset + HOP_SAMPLES
+            self._next_offset = chunks[-1].offset_samples + HOP_SAMPLES
 
     def _emit(self, until: int) -> np.ndarray:
         """The stems of frames [emitted, until): no chunk still to come covers them."""
@@ -210,11 +176,11 @@ class CineSepStream:
         if until <= self._emitted:
             return np.zeros((len(STEMS), 0, self._channels), dtype=np.float32)
         span = Chunk(self._emitted, until - self._emitted)
-        mix, self._buffer = self._buffer[: span.length], self._buffer[span.length :]
-        averaged = torch.from_numpy(overlap_add(self._pieces, span).astype(np.float32))
+        mix, self._buffer = self._buffer[: span.length_samples], self._buffer[span.length_samples :]
+        averaged = torch.from_numpy(overlap_add(span, self._pieces))  # shape: (3, 2, frames)
         # Re-sum exactly in float32: the average of chunk estimates sums to the mix only to rounding.
-        stems = project_to_mix(averaged.transpose(1, 2), torch.from_numpy(mix.T)).transpose(1, 2).numpy()
-        self._pieces = [piece for piece in self._pieces if piece[0].end > until]
+        stems = project_to_mix(averaged, torch.from_numpy(mix.T)).transpose(1, 2).numpy()  # shape: (3, frames, 2)
+        self._pieces = [piece for piece in self._pieces if piece[0].end_samples > until]
         self._emitted = until
         if self._channels == 1:
             stems = stems.mean(axis=2, keepdims=True)  # shape: (3, frames, 1)
