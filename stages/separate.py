@@ -24,6 +24,11 @@ music, ME = mix - DX and FX = ME - MX, so the same null sums hold. On the
 channels not searched (LFE; surrounds unless dialogue_channels is 'all')
 DX and MX are silent and the whole channel is FX (and ME): in film mixes
 LFE and surrounds carry mostly effects and ambience.
+
+The ``cinesep`` backend (:mod:`dubprep.stages.backends.cinesep`) runs
+dubprep's own network, whose weights ship in the package, the same way: it
+hears left/right partners that are both searched (L R, the 7.1 surround
+pairs) as stereo pairs and every other searched channel (C, mono) alone.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from dubprep.errors import StageError
 from dubprep.media import MediaInfo
 from dubprep.progress import ProgressHook
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import bandit, dfn3, mefx
+from dubprep.stages.backends import bandit, cinesep, cinesep_net, dfn3, mefx, overlap_add
 
 STEMS = ("DX.wav", "ME.wav", "MX.wav", "FX.wav")
 
@@ -68,15 +73,17 @@ class SeparateParams(BaseModel):
     30-dB default scored 0.04-0.15 dB higher than no cap on every clip of
     the benchmark; it applies to dfn3 only.
     ``backend``: 'dfn3' (DeepFilterNet3 for dialogue, bundled, fast on a
-    CPU) or 'bandit' (a Bandit v2 / BandIt Plus model for speech, music and
-    effects; needs its weights, a GPU for reasonable speed). ``model`` (bandit
+    CPU), 'bandit' (a Bandit v2 / BandIt Plus model for speech, music and
+    effects; needs its weights, a GPU for reasonable speed) or 'cinesep'
+    (dubprep's own speech/music/effects network, bundled). ``model`` (bandit
     only) is a registered model name (``dubprep models list``) or a model
-    directory; None means ``bandit-v2-dnr3-multi``.
+    directory; None means ``bandit-v2-dnr3-multi``. ``stereo_search`` applies
+    to dfn3 and bandit; cinesep always hears a stereo pair whole.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["dfn3", "bandit"] = "dfn3"
+    backend: Literal["dfn3", "bandit", "cinesep"] = "dfn3"
     dialogue_channels: Literal["center", "front", "all"] = "front"
     stereo_search: Literal["mid_side", "left_right"] = "mid_side"
     atten_lim_db: float | None = Field(default=30.0, gt=0)
@@ -85,15 +92,15 @@ class SeparateParams(BaseModel):
     @field_validator("atten_lim_db")
     @classmethod
     def _dfn3_only(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if info.data.get("backend") == "bandit":
+        if info.data.get("backend", "dfn3") != "dfn3":
             raise ValueError("applies to the dfn3 backend only; remove it")
         return value
 
     @field_validator("model")
     @classmethod
     def _bandit_only(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("backend") == "dfn3":
-            raise ValueError("only the bandit backend takes a model (dfn3's weights are bundled); set backend: bandit")
+        if value is not None and info.data.get("backend", "dfn3") != "bandit":
+            raise ValueError("only the bandit backend takes a model (dfn3's and cinesep's weights are bundled)")
         registered = models.registry().get(value)
         if registered is not None and registered.architecture not in bandit.ARCHITECTURES:
             runs = [m.name for m in models.registry().values() if m.architecture in bandit.ARCHITECTURES]
@@ -332,11 +339,11 @@ def _separate_bandit(
     waiting = _Queue(routing.channels)
     for block in blocks:
         waiting.push(block)
-        _write_model_stems(files, routing, waiting.pop, separator.process(routing.model_inputs(block)), ctx.progress)
-    _write_model_stems(files, routing, waiting.pop, separator.flush(), ctx.progress)
+        _write_bandit_stems(files, routing, waiting.pop, separator.process(routing.model_inputs(block)), ctx.progress)
+    _write_bandit_stems(files, routing, waiting.pop, separator.flush(), ctx.progress)
 
 
-def _write_model_stems(
+def _write_bandit_stems(
     files: dict[str, sf.SoundFile],
     routing: _DialogueRouting,
     pop_mix: Callable[[int], np.ndarray],
@@ -346,6 +353,65 @@ def _write_model_stems(
     """Write the four stems for the frames ``answers`` (signals, 3, k: speech, music, effects) cover."""
     dx = routing.to_channels(list(answers[:, 0]))
     mx = routing.to_channels(list(answers[:, 1]))
+    _write_model_stems(files, dx, mx, pop_mix, progress)
+
+
+# Left/right partners cinesep hears as a stereo pair (names of dubprep.media.LAYOUT_CHANNELS).
+_STEREO_PAIRS = (("L", "R"), ("Ls", "Rs"), ("Lrs", "Rrs"), ("Lss", "Rss"))
+
+
+def cinesep_groups(searched: tuple[int, ...], names: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """The searched channels as cinesep hears them: partners both searched as (left, right), the rest alone."""
+    index = {name: channel for channel, name in enumerate(names)}
+    pairs = [
+        (index[left], index[right])
+        for left, right in _STEREO_PAIRS
+        if left in index and right in index and index[left] in searched and index[right] in searched
+    ]
+    paired = {channel for pair in pairs for channel in pair}
+    return (*pairs, *((channel,) for channel in searched if channel not in paired))
+
+
+def _separate_cinesep(
+    ctx: StageContext, files: dict[str, sf.SoundFile], routing: _DialogueRouting, blocks: Iterator[np.ndarray]
+) -> None:
+    """DX and MX from cinesep's dialogue and music on each group of searched channels; ME = mix - DX, FX = ME - MX."""
+    net = cinesep.load_shipped(ctx.device)
+    groups = cinesep_groups(routing.searched, MediaInfo.load(ctx.inputs["media.json"]).channel_names)
+    streams = [cinesep.CineSepStream(net, len(group)) for group in groups]
+    waiting = _Queue(routing.channels)
+    for block in blocks:
+        waiting.push(block)
+        answers = [stream.process(block[:, list(group)]) for stream, group in zip(streams, groups, strict=True)]
+        _write_cinesep_stems(files, groups, routing.channels, waiting.pop, answers, ctx.progress)
+    answers = [stream.flush() for stream in streams]
+    _write_cinesep_stems(files, groups, routing.channels, waiting.pop, answers, ctx.progress)
+
+
+def _write_cinesep_stems(
+    files: dict[str, sf.SoundFile],
+    groups: tuple[tuple[int, ...], ...],
+    channels: int,
+    pop_mix: Callable[[int], np.ndarray],
+    answers: list[np.ndarray],
+    progress: ProgressHook,
+) -> None:
+    """Write the four stems for the frames ``answers`` cover: one (3, k, len(group)) per group."""
+    dx = np.zeros((answers[0].shape[1], channels), dtype=np.float32)
+    mx = np.zeros_like(dx)
+    for group, stems in zip(groups, answers, strict=True):
+        dx[:, list(group)], mx[:, list(group)] = stems[0], stems[1]
+    _write_model_stems(files, dx, mx, pop_mix, progress)
+
+
+def _write_model_stems(
+    files: dict[str, sf.SoundFile],
+    dx: np.ndarray,
+    mx: np.ndarray,
+    pop_mix: Callable[[int], np.ndarray],
+    progress: ProgressHook,
+) -> None:
+    """Write DX and MX (k, channels), ME = mix - DX and FX = ME - MX for the next k frames of the mix."""
     # In float32, as for dfn3: DX + ME and DX + MX + FX give back the mix to float rounding.
     me = pop_mix(len(dx)) - dx
     files["DX.wav"].write(dx)
@@ -355,7 +421,7 @@ def _write_model_stems(
     progress.advance(len(dx))
 
 
-_BACKENDS: dict[str, _Backend] = {"dfn3": _separate_dfn3, "bandit": _separate_bandit}
+_BACKENDS: dict[str, _Backend] = {"dfn3": _separate_dfn3, "bandit": _separate_bandit, "cinesep": _separate_cinesep}
 
 
 def _checked_blocks(mix: Path, names: tuple[str, ...]) -> Iterator[np.ndarray]:
@@ -376,12 +442,18 @@ class SeparateStage(Stage):
     Params = SeparateParams
 
     def code_modules(self, params: BaseModel) -> tuple[str, ...]:
-        backend = {"dfn3": (dfn3.__name__, mefx.__name__), "bandit": (bandit.__name__,)}
+        backend = {
+            "dfn3": (dfn3.__name__, mefx.__name__),
+            "bandit": (bandit.__name__, overlap_add.__name__),
+            "cinesep": (cinesep.__name__, cinesep_net.__name__, overlap_add.__name__),
+        }
         return (__name__, *backend[params.backend])
 
     def model_checksum(self, params: BaseModel) -> str:
         if params.backend == "bandit":
             return bandit.checkpoint_checksum(model_directory(params))
+        if params.backend == "cinesep":
+            return cinesep.weights_checksum()
         return dfn3.weights_checksum()
 
     def run(self, ctx: StageContext) -> None:
@@ -390,7 +462,9 @@ class SeparateStage(Stage):
         frames = _check_mix(mix, media)
         names = media.channel_names
         searched = searched_channels(media.layout, ctx.params.dialogue_channels, names)
+        # cinesep hears a stereo pair whole: it does its own mid/side analysis.
         mid_side = media.layout == "stereo" and ctx.params.stereo_search == "mid_side"
+        mid_side = mid_side and ctx.params.backend != "cinesep"
         routing = _DialogueRouting(mid_side, searched, media.channels)
         ctx.log.info(
             "separate: %s on %s%s; other channels go to ME untouched",

@@ -44,7 +44,7 @@ def test_wrong_value_names_file_key_and_allowed_values(media):
     project = write_project(media.parent, f"input: '{media.name}'\noutput: out\nseparate:\n  backend: demux\n")
     with pytest.raises(ConfigError) as err:
         load_project(project)
-    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3, bandit"
+    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3, bandit, cinesep"
 
 
 def test_unknown_key_lists_allowed_keys(media):
@@ -128,6 +128,8 @@ def test_model_directory_path_is_relative_to_the_project(media):
         ("model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes a model"),
         ("backend: bandit\n  model: dfn3", r"separate\.model: dfn3 is a deepfilternet3 model; the bandit backend runs: bandit-v2"),
         ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: applies to the dfn3 backend only"),
+        ("backend: cinesep\n  atten_lim_db: 12", r"separate\.atten_lim_db: applies to the dfn3 backend only"),
+        ("backend: cinesep\n  model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes a model"),
     ],
 )
 def test_backend_options_that_do_not_go_together(media, separate, message):

@@ -22,7 +22,7 @@ from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
 from dubprep.stage import StageContext
 from dubprep.stages.backends import dfn3, mefx
-from dubprep.stages.separate import STEMS, SeparateParams, SeparateStage, searched_channels
+from dubprep.stages.separate import STEMS, SeparateParams, SeparateStage, cinesep_groups, searched_channels
 
 SR = 48_000
 # Located without importing pyannote.audio, which would load torch for nothing.
@@ -379,3 +379,42 @@ def test_split_does_not_depend_on_block_sizes(chord_and_hits) -> None:
     whole = _split(chord + hits, len(chord))
     assert np.array_equal(_split(chord + hits, SR + 7), whole)
     assert np.array_equal(_split(chord + hits, 333), whole)
+
+
+@pytest.mark.parametrize(
+    ("layout", "mode", "expected"),
+    [
+        ("mono", "front", (("M",),)),
+        ("stereo", "front", (("L", "R"),)),
+        ("5.1", "center", (("C",),)),
+        ("5.1", "front", (("L", "R"), ("C",))),
+        ("5.1", "all", (("L", "R"), ("Ls", "Rs"), ("C",))),
+        ("7.1", "all", (("L", "R"), ("Lrs", "Rrs"), ("Lss", "Rss"), ("C",))),
+    ],
+)
+def test_cinesep_hears_partners_as_pairs(layout: str, mode: str, expected: tuple[tuple[str, ...], ...]) -> None:
+    names = LAYOUT_CHANNELS[layout]
+    groups = cinesep_groups(searched_channels(layout, mode, names), names)
+    assert tuple(tuple(names[c] for c in group) for group in groups) == expected
+
+
+def test_cinesep_backend_resums_and_leaves_unsearched_channels_in_the_me(speech: np.ndarray, tmp_path: Path) -> None:
+    frames = SR * 9 + 7  # three 4-s chunks and a ragged end
+    names = LAYOUT_CHANNELS["5.1"]
+    rng = np.random.default_rng(21)
+    mix = (0.02 * rng.standard_normal((frames, 6))).astype(np.float32)  # shape: (frames, 6)
+    for name, gain in (("L", 0.3), ("R", 0.3), ("C", 1.0)):
+        mix[:, names.index(name)] += gain * speech[:frames]
+    stems = _run_stage(tmp_path, mix, "5.1", backend="cinesep", dialogue_channels="front")
+    _assert_sums(stems, mix)
+    for name in ("LFE", "Ls", "Rs"):
+        c = names.index(name)
+        assert not stems["DX"][:, c].any() and not stems["MX"][:, c].any()
+        assert np.array_equal(stems["FX"][:, c], mix[:, c])
+    for name in ("L", "R", "C"):
+        assert stems["DX"][:, names.index(name)].any()
+
+
+def test_cinesep_backend_keeps_a_short_stereo_mix_whole(speech: np.ndarray, tmp_path: Path) -> None:
+    mix = np.stack([speech[SR : SR + 300], 0.5 * speech[2 * SR : 2 * SR + 300]], axis=1)  # shape: (300, 2)
+    _assert_sums(_run_stage(tmp_path, mix, "stereo", backend="cinesep"), mix)
