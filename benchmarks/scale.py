@@ -10,10 +10,10 @@ Each programme is a .mov with a 160x90 mpeg4 picture and one 5.1 stream of
 loop, so it drifts against the speech) on L/R and quieter on Ls/Rs,
 effects on L/R and Ls/Rs, and the music and effects under 120 Hz on LFE.
 Programmes are made once into .cache/scale/ and reused; output folders are
-deleted after each run unless --keep. Outputs take about 0.6 GiB per
-programme minute (the float32 mix and four stems, six 6-channel 24-bit
-deliverables at two speakers): the 120-minute run needs about 80 GB free
-besides the programmes' 10 GB, and a programme whose run the disk cannot
+deleted after each run unless --keep. Outputs take about 0.71 GiB per
+programme minute (the float32 mix and four stems, the 6-channel 24-bit
+deliverables, one per speaker found): the 120-minute run needs about 85 GB
+free besides the programmes' 10 GB, and a programme whose run the disk cannot
 hold (judged from the previous, shorter one) is refused before it starts.
 
 The pipeline runs as four `dubprep run --from S --until S` processes, one
@@ -29,7 +29,7 @@ each process's figures are that stage's. Per stage it prints:
     the whole tree's RSS summed (psutil, sampled every 0.1 s: may miss a
     spike shorter than that, but counts dubprep and ffmpeg alive together).
 Then it compares the longest programme with the shortest: RTF and peak RSS
-should stay within 20 % (nothing grows with length) and under 4 GB.
+should grow by at most 20 % (nothing grows with length) and stay under 4 GB.
 """
 
 from __future__ import annotations
@@ -198,14 +198,15 @@ def report_runs(runs: list[StageRun], programme_s: float) -> None:
 def compare(short: tuple[float, list[StageRun]], long: tuple[float, list[StageRun]]) -> None:
     """Per stage: RTF and peak RSS of the long programme against the short one."""
     (short_min, short_runs), (long_min, long_runs) = short, long
-    print(f"\n{long_min:g} min against {short_min:g} min (ratio; within {TOLERANCE:.0%}? "
+    print(f"\n{long_min:g} min against {short_min:g} min (ratio; grown by at most {TOLERANCE:.0%}? "
           f"long programme's peak RSS under {RSS_LIMIT_BYTES / 1e9:g} GB?)")
     for before, after in zip(short_runs, long_runs, strict=True):
         rtf_ratio = (after.stage_s / long_min) / (before.stage_s / short_min)
         rss_ratio = after.peak_rss_bytes / before.peak_rss_bytes
-        within = abs(rtf_ratio - 1) <= TOLERANCE and abs(rss_ratio - 1) <= TOLERANCE
+        # Only growth counts: a long programme amortising start-up over more minutes is no fault.
+        within = rtf_ratio <= 1 + TOLERANCE and rss_ratio <= 1 + TOLERANCE
         print(f"    {after.stage:<9} RTF x{rtf_ratio:.2f}  peak RSS x{rss_ratio:.2f}  "
-              f"within: {'yes' if within else 'NO'}  "
+              f"grown at most {TOLERANCE:.0%}: {'yes' if within else 'NO'}  "
               f"under 4 GB: {'yes' if after.peak_rss_bytes < RSS_LIMIT_BYTES else 'NO'}")
 
 

@@ -51,21 +51,27 @@ def cache_dir() -> Path:
 
 
 def unpacked_root() -> Path:
-    """Fetch and unpack the packages once; return the folder they are unpacked into."""
-    debs, root = cache_dir() / "debs", cache_dir() / "root"
+    """Fetch and unpack the benchmark's packages once; return the folder they are unpacked into."""
+    return fetch(tuple(PACKAGES), cache_dir())
+
+
+def fetch(packages: tuple[str, ...], cache: Path) -> Path:
+    """``apt-get download`` + ``dpkg -x`` each package into ``cache`` (once); return the unpacked root."""
+    debs, root = cache / "debs", cache / "root"
     debs.mkdir(parents=True, exist_ok=True)
-    missing = [name for name in PACKAGES if not list(debs.glob(f"{name}_*.deb"))]
+    missing = [name for name in packages if not list(debs.glob(f"{name}_*.deb"))]
     if missing:
         download = ["apt-get", "download", *missing]
         if subprocess.run(download, cwd=debs).returncode != 0:
             subprocess.run(["apt-get", "update"], check=True)
             subprocess.run(download, cwd=debs, check=True)
-    for deb in sorted(debs.glob("*.deb")):
-        marker = root / ".unpacked" / deb.name
-        if not marker.exists():
-            subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+    for name in packages:
+        for deb in debs.glob(f"{name}_*.deb"):
+            marker = root / ".unpacked" / deb.name
+            if not marker.exists():
+                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
     return root
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,9 @@ from typing import Literal
 import numpy as np
 
 from dubprep.tools import find_tool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from sepdata import fetch  # noqa: E402  (the benchmark's package fetcher; a script folder, not a package)
 
 SAMPLE_RATE = 48_000
 Role = Literal["speech", "music", "effects"]
@@ -112,26 +116,6 @@ def training_packages() -> tuple[str, ...]:
     packages = tuple(dict.fromkeys([s.package for s in TRAINING_SOURCES] + list(FLITE_PACKAGES)))
     check_not_reserved(packages)
     return packages
-
-
-def fetch(packages: tuple[str, ...], cache: Path) -> Path:
-    """``apt-get download`` + ``dpkg -x`` each package into ``cache``; return the unpacked root."""
-    debs, root = cache / "debs", cache / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    missing = [name for name in packages if not list(debs.glob(f"{name}_*.deb"))]
-    if missing:
-        download = ["apt-get", "download", *missing]
-        if subprocess.run(download, cwd=debs).returncode != 0:
-            subprocess.run(["apt-get", "update"], check=True)
-            subprocess.run(download, cwd=debs, check=True)
-    for name in packages:
-        for deb in debs.glob(f"{name}_*.deb"):
-            marker = root / ".unpacked" / deb.name
-            if not marker.exists():
-                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
-    return root
 
 
 def source_files(source: Source, root: Path) -> list[tuple[Path, ...]]:
