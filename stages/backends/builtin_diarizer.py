@@ -47,6 +47,11 @@ from dubprep.stages.backends.vad import MODEL_RATE, MonoSource, Source, SpeechRe
 
 FRAME_SAMPLES = MODEL_RATE // 10  # one label per 0.1 s
 WINDOW_SAMPLES = MODEL_RATE * 12 // 10  # 1.2 s of audio per embedding
+MEL_HOP_SAMPLES = MODEL_RATE // 100  # Resemblyzer's mel hop, 10 ms
+MEL_FFT_SAMPLES = MODEL_RATE * 25 // 1000  # and its 25-ms mel window
+WINDOW_MEL_FRAMES = WINDOW_SAMPLES // MEL_HOP_SAMPLES + 1  # 121: its spectrogram of 1.2 s (centred frames)
+# Frames whose 25 ms reach past a window's ends, where Resemblyzer hears zeros.
+_EDGE_FRAMES = np.array([0, 1, WINDOW_MEL_FRAMES - 2, WINDOW_MEL_FRAMES - 1])
 _CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side overlap
 _MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1500
 _MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
@@ -107,15 +112,55 @@ def speech_frames(regions: list[SpeechRegion]) -> Frames:
 
 
 def _mel_batch(audio: np.ndarray, window_starts: np.ndarray) -> torch.Tensor:
-    """Level-normalised mel spectrograms of windows of ``audio``; shape: (windows, 121, 40)."""
+    """Level-normalised mel spectrograms of windows of ``audio``, as Resemblyzer makes them; shape: (windows, 121, 40).
+
+    ``window_starts`` are multiples of the 10-ms mel hop, so every window's
+    frames are rows of one spectrogram of ``audio``: one STFT per batch
+    instead of one per window (they overlap twelvefold). Only the two
+    outermost frames at either end of a window, where Resemblyzer pads the
+    window with zeros, are computed apart. Resemblyzer's mel is power, so
+    levelling a window's audio to -30 dBFS is scaling its rows by the
+    squared gain.
+    """
     from resemblyzer.audio import wav_to_mel_spectrogram
 
-    mels = []
-    for start in window_starts:
-        window = audio[start : start + WINDOW_SAMPLES]
-        rms = float(np.sqrt(np.mean(window**2))) + 1e-9
-        mels.append(wav_to_mel_spectrogram(window * (10 ** (_TARGET_DBFS / 20) / rms)))
-    return torch.from_numpy(np.stack(mels))
+    needed = int(window_starts[-1]) + WINDOW_SAMPLES
+    audio = np.pad(audio, (0, max(0, needed - len(audio))))
+    mel = wav_to_mel_spectrogram(audio)  # shape: (1 + samples // 160, 40)
+    rows = window_starts[:, None] // MEL_HOP_SAMPLES + np.arange(WINDOW_MEL_FRAMES)
+    windows = mel[rows]  # shape: (windows, 121, 40)
+    windows[:, _EDGE_FRAMES] = _edge_frames(audio, window_starts)
+    squares = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+    rms = np.sqrt((squares[window_starts + WINDOW_SAMPLES] - squares[window_starts]) / WINDOW_SAMPLES) + 1e-9
+    gain = (10 ** (_TARGET_DBFS / 20) / rms) ** 2  # shape: (windows,)
+    return torch.from_numpy((windows * gain[:, None, None]).astype(np.float32))
+
+
+def _edge_frames(audio: np.ndarray, window_starts: np.ndarray) -> np.ndarray:
+    """Mel frames ``_EDGE_FRAMES`` of each window alone, zeros beyond its ends; shape: (windows, 4, 40).
+
+    librosa's centred STFT as Resemblyzer calls it: periodic Hann window,
+    power spectrum, Slaney mel filters.
+    """
+    import librosa
+
+    basis = _mel_basis()
+    starts = window_starts[:, None, None]
+    centres = starts + _EDGE_FRAMES[:, None] * MEL_HOP_SAMPLES  # shape: (windows, 4, 1)
+    at = centres - MEL_FFT_SAMPLES // 2 + np.arange(MEL_FFT_SAMPLES)  # shape: (windows, 4, 400)
+    inside = (at >= starts) & (at < starts + WINDOW_SAMPLES)
+    segments = np.where(inside, audio[np.clip(at, 0, len(audio) - 1)], 0.0)
+    hann = librosa.filters.get_window("hann", MEL_FFT_SAMPLES, fftbins=True)
+    power = np.abs(np.fft.rfft(segments * hann, axis=-1)) ** 2  # shape: (windows, 4, 201)
+    return power @ basis.T
+
+
+@functools.cache
+def _mel_basis() -> np.ndarray:
+    """Resemblyzer's mel filters; shape: (40, 201)."""
+    import librosa
+
+    return librosa.filters.mel(sr=MODEL_RATE, n_fft=MEL_FFT_SAMPLES, n_mels=40)
 
 
 def _batches(window_starts: np.ndarray) -> Iterator[slice]:
@@ -137,6 +182,7 @@ def embed_frames(source: Source, frames: Frames, device: str, progress: Progress
     """
     encoder = load_encoder(device)
     window_starts = np.clip(frames.centres - WINDOW_SAMPLES // 2, 0, max(0, source.samples - WINDOW_SAMPLES))
+    window_starts -= window_starts % MEL_HOP_SAMPLES  # on the mel grid: at most 10 ms earlier
     out = np.zeros((len(window_starts), 256), np.float32)
     progress.start("diarize: speaker embeddings", len(window_starts))
     with torch.inference_mode():
@@ -161,8 +207,9 @@ def embed_speech(source: Source, regions: list[SpeechRegion], device: str, progr
 
 def _centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
     """Unit-norm mean embedding of each label 0..count-1; shape: (count, 256)."""
-    sums = np.zeros((count, embeddings.shape[1]))
-    np.add.at(sums, labels, embeddings)
+    members = np.zeros((count, len(labels)))
+    members[labels, np.arange(len(labels))] = 1.0
+    sums = members @ embeddings  # shape: (count, 256)
     return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
