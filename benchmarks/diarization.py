@@ -2,14 +2,19 @@
 
 Always: pyannote.audio's bundled sample.wav (30 s, two real speakers, with
 its reference RTTM), resampled to a 48 kHz DX stem. With
-``--debian-voices``: conversations with known turns built from recorded
-voices in Debian packages (flite's ARCTIC voices awb, rms, slt and kal16,
-and the Allison prompts of asterisk-core-sounds-en-g722), fetched with
-``apt-get download`` and unpacked with ``dpkg -x`` (nothing installed), to
-check that the settings are not fitted to the one sample.
+``--debian-voices``: conversations with known turns (and some overlaps)
+built from recorded voices in Debian packages (flite's ARCTIC voices awb,
+rms, slt and kal16, and the Allison prompts of asterisk-core-sounds-en-g722),
+fetched with ``apt-get download`` and unpacked with ``dpkg -x`` (nothing
+installed), to check that the settings are not fitted to the one sample.
+Each conversation is scored twice: alone as the DX stem, and mixed centre
+over music and effects at the separation benchmark's levels
+(benchmarks/sepdata.py: speech -17, music -24, effects -21 LUFS, each
++-2 LU), separated by the separate stage (default settings) and diarized
+from its DX, as the pipeline does.
 
 Prints DER and JER (pyannote.metrics, no collar, overlap scored), the
-speaker-count error and the real-time factor of the whole stage (wall
+speaker-count error and the real-time factor of the diarize stage (wall
 time, model loading included; the CPU seconds beside it are less disturbed
 by other work on the machine).
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import multiprocessing
 import os
 import subprocess
 import tempfile
@@ -35,6 +41,7 @@ from scipy.signal import resample_poly
 from common import run_stage
 from dubprep.media import MediaInfo
 from dubprep.tools import find_tool
+from sepdata import find_sources, speech_over_background, unpacked_root, write_clip
 from speech import SAMPLE_RTTM, sample_speech_48k
 
 _DEBS = ("flite", "libflite1", "asterisk-core-sounds-en-g722")
@@ -93,10 +100,32 @@ def run_on(name: str, speech_48k: np.ndarray, reference: Annotation, folder: Pat
     sf.write(inputs / "DX.wav", speech_48k, 48000, subtype="FLOAT")
     media = MediaInfo(f"{name}.wav", 0, "pcm_f32le", "mono", 1, 48000, len(speech_48k), 48000, 0.0, None, None)
     media.save(inputs / "media.json")
-    stage_inputs = {artifact: inputs / artifact for artifact in ("DX.wav", "media.json")}
-    run = run_stage("dubprep.stages.diarize.DiarizeStage", {}, stage_inputs, inputs / "DX.wav", folder / name / "work")
-    programme_s = len(speech_48k) / 48000
-    print(f"{name:12s} {score(reference, folder / name / 'work', programme_s, run.wall_s, run.cpu_s)}  "
+    diarize(name, inputs / "DX.wav", inputs / "media.json", reference, folder / name / "work")
+
+
+def run_under_background(name: str, speech_48k: np.ndarray, reference: Annotation, index: int, folder: Path) -> None:
+    """Mix ``speech_48k`` over music and effects, separate it, diarize its DX and print the scores."""
+    clip = folder / f"{name}-mixed"
+    np.save(folder / f"{name}.npy", speech_48k)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        # Its own process: the decoded music and effects would count in the stages' peak RSS.
+        pool.apply(_write_mix, (folder / f"{name}.npy", index, clip))
+    inputs = {"mix.wav": clip / "mix.wav", "media.json": clip / "media.json"}
+    run_stage("dubprep.stages.separate.SeparateStage", {}, inputs, clip / "mix.wav", clip / "separated")
+    diarize(f"{name}+ME", clip / "separated" / "DX.wav", clip / "media.json", reference, clip / "work")
+
+
+def _write_mix(speech_path: Path, index: int, folder: Path) -> None:
+    """The conversation centred over music and effects (clip ``index``'s music) as mix.wav and media.json."""
+    speech = np.load(speech_path)
+    write_clip(speech_over_background(speech, find_sources(unpacked_root()), index, 1000 + index), folder)
+
+
+def diarize(name: str, dx: Path, media: Path, reference: Annotation, work: Path) -> None:
+    """Run the diarize stage on ``dx`` in a fresh process and print its scores."""
+    run = run_stage("dubprep.stages.diarize.DiarizeStage", {}, {"DX.wav": dx, "media.json": media}, dx, work)
+    programme_s = sf.info(str(dx)).duration
+    print(f"{name:15s} {score(reference, work, programme_s, run.wall_s, run.cpu_s)}  "
           f"peak RSS {run.peak_rss_mib:.0f} MiB", flush=True)
 
 
@@ -169,9 +198,10 @@ def main() -> None:
         run_on("sample.wav", sample_speech_48k(), next(iter(load_rttm(SAMPLE_RTTM).values())), folder)
         if args.debian_voices:
             voices = Voices(fetch_voices(folder))
-            for name, speakers, turns, seed in _CONVERSATIONS:
+            for index, (name, speakers, turns, seed) in enumerate(_CONVERSATIONS):
                 speech, reference = conversation(voices, speakers, turns, seed)
                 run_on(name, speech, reference, folder)
+                run_under_background(name, speech, reference, index, folder)
 
 
 if __name__ == "__main__":

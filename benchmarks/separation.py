@@ -34,9 +34,8 @@ import soundfile as sf
 import yaml
 
 from common import StageRun, run_stage
-from dubprep.media import MediaInfo
 from dubprep.stages.separate import SeparateParams
-from sepdata import CLIP_S, PACKAGES, SR, Clip, find_sources, make_clip, unpacked_root
+from sepdata import CLIP_S, PACKAGES, SR, find_sources, make_clip, unpacked_root, write_clip
 
 STEMS = ("dialogue", "music", "effects", "M&E")
 ESTIMATES = ("mixture", "trivial", "dubprep")
@@ -76,18 +75,6 @@ def score(truth: dict[str, np.ndarray], stems: dict[str, np.ndarray]) -> dict[tu
             out["SDR", method, stem] = sdr_db(references[stem], guesses[stem])
             out["SI-SDR", method, stem] = si_sdr_db(references[stem], guesses[stem])
     return out
-
-
-def write_clip(clip: Clip, folder: Path) -> None:
-    """The clip's mix, stems and media.json as float32 WAVs in ``folder``."""
-    folder.mkdir()
-    for name in ("mix", "speech", "music", "effects"):
-        sf.write(str(folder / f"{name}.wav"), getattr(clip, name), SR, subtype="FLOAT")
-    MediaInfo(
-        source=str(folder / "mix.wav"), audio_stream=0, codec="pcm_f32le", layout="stereo", channels=2,
-        sample_rate=SR, frames=len(clip.mix), source_sample_rate=SR, start_offset_s=0.0,
-        start_timecode=None, frame_rate=None,
-    ).save(folder / "media.json")
 
 
 def build(clips: int, seed: int, tmp: Path) -> list[str]:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pyloudnorm
+import soundfile as sf
 
+from dubprep.media import MediaInfo
 from dubprep.tools import find_tool
 
 SR = 48_000
@@ -175,9 +177,19 @@ class Clip:
 def make_clip(sources: Sources, clip_index: int, seed: int) -> Clip:
     """Clip number ``clip_index`` drawn from ``seed``; music cycles through the songs."""
     rng = np.random.default_rng(seed)
-    frames = int(CLIP_S * SR)
+    return _over_background(_speech(sources, int(CLIP_S * SR), rng), sources, clip_index, rng)
+
+
+def speech_over_background(speech: np.ndarray, sources: Sources, clip_index: int, seed: int) -> Clip:
+    """Given ``speech`` (frames,), panned centre, under music and effects drawn from ``seed``, as clips are."""
+    return _over_background(_pan(speech, 0.0), sources, clip_index, np.random.default_rng(seed))
+
+
+def _over_background(speech: np.ndarray, sources: Sources, clip_index: int, rng: np.random.Generator) -> Clip:
+    """``speech`` (frames, 2) with music and effects, each at a loudness drawn around the DnR levels."""
+    frames = len(speech)
     raw = {
-        "speech": _speech(sources, frames, rng),
+        "speech": speech,
         "music": _music(sources, clip_index, frames, rng),
         "effects": _effects(sources, frames, rng),
     }
@@ -192,3 +204,15 @@ def make_clip(sources: Sources, clip_index: int, seed: int) -> Clip:
         loudness_lufs={name: targets[name] + headroom_db for name in stems},
         headroom_db=headroom_db,
     )
+
+
+def write_clip(clip: Clip, folder: Path) -> None:
+    """The clip's mix, stems and media.json as float32 WAVs in ``folder``."""
+    folder.mkdir()
+    for name in ("mix", "speech", "music", "effects"):
+        sf.write(str(folder / f"{name}.wav"), getattr(clip, name), SR, subtype="FLOAT")
+    MediaInfo(
+        source=str(folder / "mix.wav"), audio_stream=0, codec="pcm_f32le", layout="stereo", channels=2,
+        sample_rate=SR, frames=len(clip.mix), source_sample_rate=SR, start_offset_s=0.0,
+        start_timecode=None, frame_rate=None,
+    ).save(folder / "media.json")

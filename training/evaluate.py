@@ -34,8 +34,8 @@ from dubprep.stages.backends.cinesep_net import CineSepNet
 from training.sources import RESERVED_PACKAGES, fetch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from sepdata import CLIP_S, Sources, make_clip  # noqa: E402
-from separation import separate, sdr_db, si_sdr_db, write_clip  # noqa: E402
+from sepdata import CLIP_S, Sources, make_clip, write_clip  # noqa: E402
+from separation import separate, sdr_db, si_sdr_db  # noqa: E402
 
 EVAL_PACKAGES = (
     "asterisk-core-sounds-fr-g722", "asterisk-core-sounds-it-g722", "asterisk-core-sounds-ru-g722",

@@ -18,9 +18,9 @@ amount of speech only, 1 KB per 0.1 s of speech):
    >= ``speaker_similarity``) are merged.
 4. Every frame goes to its nearest centroid (k-means refinements). Centroids
    that refining makes as alike as one speaker's are merged; then a
-   centroid that matches the mean of two others that well is dropped: its
-   frames straddle their turn changes. Runs of equal labels become turns of
-   a pyannote ``Annotation``.
+   centroid that matches the mean of two others that well is dropped if its
+   frames come in short runs: they straddle those two speakers' turn
+   changes. Runs of equal labels become turns of a pyannote ``Annotation``.
 
 Measured same-speaker centroid similarity (4 s of speech each) is 0.91 or
 more and different-speaker similarity 0.86 or less on those recordings;
@@ -49,6 +49,7 @@ FRAME_SAMPLES = MODEL_RATE // 10  # one label per 0.1 s
 WINDOW_SAMPLES = MODEL_RATE * 12 // 10  # 1.2 s of audio per embedding
 MEL_HOP_SAMPLES = MODEL_RATE // 100  # Resemblyzer's mel hop, 10 ms
 MEL_FFT_SAMPLES = MODEL_RATE * 25 // 1000  # and its 25-ms mel window
+_MEL_BANDS = 40
 WINDOW_MEL_FRAMES = WINDOW_SAMPLES // MEL_HOP_SAMPLES + 1  # 121: its spectrogram of 1.2 s (centred frames)
 # Frames whose 25 ms reach past a window's ends, where Resemblyzer hears zeros.
 _EDGE_FRAMES = np.array([0, 1, WINDOW_MEL_FRAMES - 2, WINDOW_MEL_FRAMES - 1])
@@ -56,6 +57,7 @@ _CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side ove
 _MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1500
 _MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
 _MAX_INITIAL_CLUSTERS = 20
+_SPEAKER_RUN_FRAMES = 20  # 2 s: a run this long is a speaker talking, not windows straddling a turn change
 _CONNECTED = 1e-6  # second Laplacian eigenvalue above this: the pruned graph is connected
 _TARGET_DBFS = -30.0  # Resemblyzer's training level (audio_norm_target_dBFS)
 _BATCH = 64  # windows per encoder call
@@ -114,21 +116,27 @@ def speech_frames(regions: list[SpeechRegion]) -> Frames:
 def _mel_batch(audio: np.ndarray, window_starts: np.ndarray) -> torch.Tensor:
     """Level-normalised mel spectrograms of windows of ``audio``, as Resemblyzer makes them; shape: (windows, 121, 40).
 
-    ``window_starts`` are multiples of the 10-ms mel hop, so every window's
-    frames are rows of one spectrogram of ``audio``: one STFT per batch
-    instead of one per window (they overlap twelvefold). Only the two
-    outermost frames at either end of a window, where Resemblyzer pads the
-    window with zeros, are computed apart. Resemblyzer's mel is power, so
-    levelling a window's audio to -30 dBFS is scaling its rows by the
+    Windows whose starts (samples into ``audio``) differ by whole 10-ms mel
+    hops are rows of one spectrogram: one STFT per such group (windows of a
+    speech region are 0.1 s apart, so a batch has about a group per region
+    it spans) instead of one per window, which overlap twelvefold. Only the
+    two outermost frames at either end of a window, where Resemblyzer pads
+    the window with zeros, are computed apart. Resemblyzer's mel is power,
+    so levelling a window's audio to -30 dBFS is scaling its rows by the
     squared gain.
     """
     from resemblyzer.audio import wav_to_mel_spectrogram
 
-    needed = int(window_starts[-1]) + WINDOW_SAMPLES
+    needed = int(window_starts.max()) + WINDOW_SAMPLES
     audio = np.pad(audio, (0, max(0, needed - len(audio))))
-    mel = wav_to_mel_spectrogram(audio)  # shape: (1 + samples // 160, 40)
-    rows = window_starts[:, None] // MEL_HOP_SAMPLES + np.arange(WINDOW_MEL_FRAMES)
-    windows = mel[rows]  # shape: (windows, 121, 40)
+    windows = np.empty((len(window_starts), WINDOW_MEL_FRAMES, _MEL_BANDS), np.float32)
+    phases = window_starts % MEL_HOP_SAMPLES
+    for phase in np.unique(phases):
+        group = phases == phase
+        first, last = int(window_starts[group].min()), int(window_starts[group].max())
+        mel = wav_to_mel_spectrogram(audio[first : last + WINDOW_SAMPLES])  # shape: (1 + span // 160, 40)
+        rows = (window_starts[group] - first)[:, None] // MEL_HOP_SAMPLES + np.arange(WINDOW_MEL_FRAMES)
+        windows[group] = mel[rows]  # shape: (group windows, 121, 40)
     windows[:, _EDGE_FRAMES] = _edge_frames(audio, window_starts)
     squares = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
     rms = np.sqrt((squares[window_starts + WINDOW_SAMPLES] - squares[window_starts]) / WINDOW_SAMPLES) + 1e-9
@@ -160,7 +168,7 @@ def _mel_basis() -> np.ndarray:
     """Resemblyzer's mel filters; shape: (40, 201)."""
     import librosa
 
-    return librosa.filters.mel(sr=MODEL_RATE, n_fft=MEL_FFT_SAMPLES, n_mels=40)
+    return librosa.filters.mel(sr=MODEL_RATE, n_fft=MEL_FFT_SAMPLES, n_mels=_MEL_BANDS)
 
 
 def _batches(window_starts: np.ndarray) -> Iterator[slice]:
@@ -182,7 +190,6 @@ def embed_frames(source: Source, frames: Frames, device: str, progress: Progress
     """
     encoder = load_encoder(device)
     window_starts = np.clip(frames.centres - WINDOW_SAMPLES // 2, 0, max(0, source.samples - WINDOW_SAMPLES))
-    window_starts -= window_starts % MEL_HOP_SAMPLES  # on the mel grid: at most 10 ms earlier
     out = np.zeros((len(window_starts), 256), np.float32)
     progress.start("diarize: speaker embeddings", len(window_starts))
     with torch.inference_mode():
@@ -263,10 +270,13 @@ def _over_cluster(embeddings: np.ndarray, centres: np.ndarray, min_size: int) ->
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _mixture(centroids: np.ndarray, similarity: float) -> tuple[int, int, int] | None:
-    """(c, a, b) when centroid c is as close to the mean of a and b as one speaker is to itself."""
+def _mixture(centroids: np.ndarray, similarity: float, candidates: np.ndarray) -> tuple[int, int, int] | None:
+    """(c, a, b) when centroid c is as close to the mean of a and b as one speaker is to itself.
+
+    Only the ``candidates`` (indices) may be c.
+    """
     best, found = similarity, None
-    for c in range(len(centroids)):
+    for c in candidates:
         others = [o for o in range(len(centroids)) if o != c]
         for a, b in itertools.combinations(others, 2):
             middle = centroids[a] + centroids[b]
@@ -315,15 +325,16 @@ def _refine(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
 
 
 def assign(
-    embeddings: np.ndarray, centroids: np.ndarray, similarity: float, low: int
+    embeddings: np.ndarray, centroids: np.ndarray, regions: np.ndarray, similarity: float, low: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-centroid label of every frame, and the refined centroids.
 
     Refining over all frames can make two centroids as alike as one
     speaker's (>= ``similarity``): they are merged. Once no pair is, a
-    centroid that alike to the mean of two others is dropped: its frames
-    straddle those two speakers' turn changes. Either way the frames are
-    assigned again; never below ``low`` clusters.
+    centroid that alike to the mean of two others is dropped when its
+    frames straddle turn changes (:func:`_straddling`): they hear those
+    two speakers at once. Either way the frames are assigned again; never
+    below ``low`` clusters. ``regions`` is each frame's speech region.
     """
     while True:
         labels, centroids = _refine(embeddings, centroids)
@@ -337,17 +348,39 @@ def assign(
             labels = np.unique(labels, return_inverse=True)[1]
             centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
             continue
-        mixture = _mixture(centroids, similarity)
+        mixture = _mixture(centroids, similarity, np.flatnonzero(_straddling(labels, regions, len(centroids))))
         if mixture is None:
             return labels, centroids
         centroids = np.delete(centroids, mixture[0], axis=0)
 
 
+def _straddling(labels: np.ndarray, regions: np.ndarray, count: int) -> np.ndarray:
+    """Per label 0..count-1: do most of its frames lie in runs shorter than ``_SPEAKER_RUN_FRAMES``?
+
+    A window straddles a turn change for at most its own 1.2 s, so a
+    cluster of straddling windows comes in short runs, while a speaker
+    holds the label for whole sentences. Without this test, music left in
+    the dialogue stem made one speaker's centroid look like the mean of
+    two others and dropped a real speaker (benchmarks/diarization.py,
+    15 minutes of five voices over music and effects). Shape: (count,).
+    """
+    first, last = _runs(labels, regions)
+    lengths = last - first
+    owner = labels[first]
+    in_long = np.bincount(owner, weights=lengths * (lengths >= _SPEAKER_RUN_FRAMES), minlength=count)
+    return in_long < 0.5 * np.bincount(owner, weights=lengths, minlength=count)
+
+
+def _runs(labels: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last frame of each run of equal labels within a speech region; shapes: (runs,)."""
+    cut = np.flatnonzero((np.diff(labels) != 0) | (np.diff(regions) != 0)) + 1
+    return np.r_[0, cut], np.r_[cut, len(labels)]
+
+
 def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
     """Runs of equal labels within a speech region as turns (seconds)."""
     annotation = Annotation(uri=uri)
-    cut = np.flatnonzero((np.diff(labels) != 0) | (np.diff(frames.regions) != 0)) + 1
-    for first, last in zip(np.r_[0, cut], np.r_[cut, len(labels)]):
+    for first, last in zip(*_runs(labels, frames.regions)):
         segment = Segment(frames.starts[first] / MODEL_RATE, frames.ends[last - 1] / MODEL_RATE)
         annotation[segment] = int(labels[first])
     return annotation
@@ -370,7 +403,7 @@ def diarize_regions(
     low, high = min(speakers[0], len(sampled)), min(speakers[1], len(sampled))
     labels = cluster(sampled, frames.centres[::stride], similarity, low, high)
     initial = _centroids(sampled, labels, int(labels.max()) + 1)
-    labels, centroids = assign(embeddings, initial, np.inf if low == high else similarity, low)
+    labels, centroids = assign(embeddings, initial, frames.regions, np.inf if low == high else similarity, low)
     if len(centroids) < speakers[0]:
         log.warning("heard %d speaker(s), fewer than the %d asked for", len(centroids), speakers[0])
     return Diarization(to_annotation(frames, labels, "programme"), centroids)
