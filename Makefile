@@ -32,6 +32,7 @@ chromium:
 bench: install
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/separation.py
+	$(PY) benchmarks/dfn3_speed.py
 	$(PY) benchmarks/diarization.py
 
 # Hours: the whole pipeline on 10-, 60- and 120-minute 5.1 programmes (about 110 GB free disk
