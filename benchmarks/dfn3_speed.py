@@ -4,23 +4,25 @@
 
 Runs dubprep's DeepFilterNet3 wrapper (no file I/O, no music/effects split)
 on 60 s of real speech at 48 kHz (pyannote's sample, looped) in 10-s blocks,
-as the separate stage feeds it: once as a single stream, then as two streams
-in two threads (a stereo file's mid and side). Prints the real-time factor
-(wall seconds per programme second) of each, three times, since other work
-on a shared machine moves it. The separate stage cannot be faster than the
+through the separate stage's own stream runner: once as a single stream,
+then as two streams in two threads (a stereo file's mid and side). Prints
+the real-time factor (wall seconds per programme second) of each, three
+times, since other work on a shared machine moves it. The separate stage cannot be faster than the
 two-stream figure on a stereo file.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from dubprep.stages.backends.dfn3 import SAMPLE_RATE, Dfn3Dialogue
+# The stage's own runner of side-by-side streams, so this measures what the stage does.
+from dubprep.stages.separate import SeparateParams, _ChannelStreams
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from speech import sample_speech_48k  # noqa: E402  (the tests' real-speech helper)
@@ -31,17 +33,13 @@ BLOCK_FRAMES = 10 * SAMPLE_RATE
 
 def stream_rtf(streams: int, audio: np.ndarray) -> float:
     """Wall seconds per programme second for ``streams`` DFN3 streams fed ``audio`` (frames,) side by side."""
-    models = [Dfn3Dialogue(atten_lim_db=30.0) for _ in range(streams)]
-    with ThreadPoolExecutor(max_workers=streams) as pool:
+    opener = functools.partial(Dfn3Dialogue, atten_lim_db=SeparateParams().atten_lim_db)
+    with _ChannelStreams(opener, streams) as models:
         started = time.perf_counter()
         for offset in range(0, len(audio), BLOCK_FRAMES):
-            block = audio[offset : offset + BLOCK_FRAMES]
-            list(pool.map(lambda model: model.process(block), models))
-        list(pool.map(lambda model: model.flush(), models))
-        elapsed = time.perf_counter() - started
-    for model in models:
-        model.close()
-    return elapsed / PROGRAMME_S
+            models.process([audio[offset : offset + BLOCK_FRAMES]] * streams)
+        models.flush()
+        return (time.perf_counter() - started) / PROGRAMME_S
 
 
 def main() -> None:

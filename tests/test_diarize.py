@@ -128,7 +128,8 @@ def test_batched_mel_spectrograms_are_resemblyzers_per_window():
 
     audio, rate = sf.read(SAMPLE_WAV, dtype="float32")
     assert rate == 16000
-    # Starts of every phase against the 10-ms mel hop, one at the very start, one in silence.
+    # Starts at many phases against the 10-ms mel hop (so groups of one and of several), one at
+    # the very start, many in the silence before the first words (6.7 s).
     starts = np.sort(np.r_[0, 1000, np.random.default_rng(1).integers(0, 8 * 16000, 40)])
     expected = []
     for start in starts:
