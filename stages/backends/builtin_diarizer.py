@@ -18,9 +18,10 @@ amount of speech only, 1 KB per 0.1 s of speech):
    >= ``speaker_similarity``) are merged.
 4. Every frame goes to its nearest centroid (k-means refinements). Centroids
    that refining makes as alike as one speaker's are merged; then a
-   centroid that matches the mean of two others that well is dropped if its
-   frames come in short runs: they straddle those two speakers' turn
-   changes. Runs of equal labels become turns of a pyannote ``Annotation``.
+   centroid whose frames are seldom heard alone (runs under 2 s that abut
+   another speaker's) is dropped: its windows straddle turn changes. Runs
+   of equal labels become turns of a pyannote ``Annotation``; a pause under
+   0.3 s does not end a turn.
 
 Measured same-speaker centroid similarity (4 s of speech each) is 0.91 or
 more and different-speaker similarity 0.86 or less on those recordings;
@@ -58,6 +59,8 @@ _MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1
 _MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
 _MAX_INITIAL_CLUSTERS = 20
 _SPEAKER_RUN_FRAMES = 20  # 2 s: a run this long is a speaker talking, not windows straddling a turn change
+_ALONE_SHARE = 0.25  # a cluster heard alone for less of its speech than this is no speaker
+_BRIDGE_SAMPLES = MODEL_RATE * 3 // 10  # a pause under 0.3 s is a breath within a line, not a turn's end
 _CONNECTED = 1e-6  # second Laplacian eigenvalue above this: the pruned graph is connected
 _TARGET_DBFS = -30.0  # Resemblyzer's training level (audio_norm_target_dBFS)
 _BATCH = 64  # windows per encoder call
@@ -66,7 +69,12 @@ _BATCH_SPAN = MODEL_RATE * 8  # and at most 8 s of audio read for them
 
 @dataclass(frozen=True)
 class Frames:
-    """Speech frames: centre (16 kHz samples), span and region index, one row each."""
+    """Speech frames: centre and span (16 kHz samples) and stretch index, one row each.
+
+    A stretch is speech with no pause of ``_BRIDGE_SAMPLES`` or more: VAD
+    regions closer than that share one, so a speaker's turn runs on across
+    such a pause, while one that long (or a change of speaker) ends it.
+    """
 
     centres: np.ndarray  # shape: (frames,)
     starts: np.ndarray  # shape: (frames,)
@@ -104,11 +112,13 @@ def load_encoder(device: str) -> torch.nn.Module:
 def speech_frames(regions: list[SpeechRegion]) -> Frames:
     """Cut every region into 0.1 s frames (the last one of a region may be shorter)."""
     starts, ends, owners = [], [], []
-    for index, region in enumerate(regions):
+    pauses = np.array([later.start - earlier.end for earlier, later in zip(regions, regions[1:])])
+    stretches = np.r_[0, np.cumsum(pauses >= _BRIDGE_SAMPLES)].astype(int)  # shape: (regions,)
+    for region, stretch in zip(regions, stretches):
         edges = np.append(np.arange(region.start, region.end, FRAME_SAMPLES), region.end)
         starts.append(edges[:-1])
         ends.append(edges[1:])
-        owners.append(np.full(len(edges) - 1, index))
+        owners.append(np.full(len(edges) - 1, stretch))
     start, end = np.concatenate(starts), np.concatenate(ends)
     return Frames((start + end) // 2, start, end, np.concatenate(owners))
 
@@ -331,10 +341,9 @@ def assign(
 
     Refining over all frames can make two centroids as alike as one
     speaker's (>= ``similarity``): they are merged. Once no pair is, a
-    centroid that alike to the mean of two others is dropped when its
-    frames straddle turn changes (:func:`_straddling`): they hear those
-    two speakers at once. Either way the frames are assigned again; never
-    below ``low`` clusters. ``regions`` is each frame's speech region.
+    centroid whose frames straddle turn changes (:func:`_straddler`) is
+    dropped. Either way the frames are assigned again; never below ``low``
+    clusters. ``regions`` is each frame's stretch (:class:`Frames`).
     """
     while True:
         labels, centroids = _refine(embeddings, centroids)
@@ -348,27 +357,49 @@ def assign(
             labels = np.unique(labels, return_inverse=True)[1]
             centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
             continue
-        mixture = _mixture(centroids, similarity, np.flatnonzero(_straddling(labels, regions, len(centroids))))
-        if mixture is None:
+        straddler = _straddler(centroids, labels, regions, similarity)
+        if straddler is None:
             return labels, centroids
-        centroids = np.delete(centroids, mixture[0], axis=0)
+        centroids = np.delete(centroids, straddler, axis=0)
 
 
-def _straddling(labels: np.ndarray, regions: np.ndarray, count: int) -> np.ndarray:
-    """Per label 0..count-1: do most of its frames lie in runs shorter than ``_SPEAKER_RUN_FRAMES``?
+def _straddler(centroids: np.ndarray, labels: np.ndarray, regions: np.ndarray, similarity: float) -> int | None:
+    """A label whose windows straddle other speakers' turn changes, if any.
+
+    That is one heard alone (:func:`_heard_alone`) for under
+    ``_ALONE_SHARE`` of its frames, or for under half of them while its
+    centroid is as alike to the mean of two others as one speaker is to
+    itself: its windows hear those two at once.
+    """
+    alone = _heard_alone(labels, regions, len(centroids))
+    if alone.min() < _ALONE_SHARE:
+        return int(np.argmin(alone))
+    mixture = _mixture(centroids, similarity, np.flatnonzero(alone < 0.5))
+    return None if mixture is None else mixture[0]
+
+
+def _heard_alone(labels: np.ndarray, regions: np.ndarray, count: int) -> np.ndarray:
+    """Per label 0..count-1: share of its frames in runs of ``_SPEAKER_RUN_FRAMES`` or more, or whole stretches.
 
     A window straddles a turn change for at most its own 1.2 s, so a
-    cluster of straddling windows comes in short runs, while a speaker
-    holds the label for whole sentences. Without this test, music left in
-    the dialogue stem made one speaker's centroid look like the mean of
-    two others and dropped a real speaker (benchmarks/diarization.py,
-    15 minutes of five voices over music and effects). Shape: (count,).
+    cluster of straddling windows comes in short runs up against other
+    speakers' runs, while a speaker holds the label for whole sentences,
+    or says a short line between pauses. Without this test, music left in
+    the dialogue stem made one speaker's centroid look like the mean of two
+    others and dropped a real speaker; and it left a sixth "speaker" of
+    40 s of all five voices in 0.4-s runs, only one of 118 heard alone
+    (benchmarks/diarization.py, 15 minutes of five voices over music and
+    effects). Shape: (count,).
     """
     first, last = _runs(labels, regions)
     lengths = last - first
     owner = labels[first]
-    in_long = np.bincount(owner, weights=lengths * (lengths >= _SPEAKER_RUN_FRAMES), minlength=count)
-    return in_long < 0.5 * np.bincount(owner, weights=lengths, minlength=count)
+    whole = np.r_[True, regions[first[1:]] != regions[first[1:] - 1]] & (
+        np.r_[regions[last[:-1]] != regions[last[:-1] - 1], True]
+    )
+    alone = (lengths >= _SPEAKER_RUN_FRAMES) | whole
+    heard = np.bincount(owner, weights=lengths, minlength=count)
+    return np.bincount(owner, weights=lengths * alone, minlength=count) / np.maximum(heard, 1)  # none heard: 0
 
 
 def _runs(labels: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
