@@ -35,7 +35,7 @@ bench: install
 	$(PY) benchmarks/dfn3_speed.py
 	$(PY) benchmarks/diarization.py
 
-# Hours: the whole pipeline on 10-, 60- and 120-minute 5.1 programmes (about 110 GB free disk
+# Hours: the whole pipeline on 10-, 60- and 120-minute 5.1 programmes (about 85 GB free disk
 # for the 120-minute run). Quick check: $(PY) benchmarks/scale.py --minutes 1 2
 bench-scale: install
 	$(PY) benchmarks/scale.py

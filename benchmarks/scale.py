@@ -10,9 +10,9 @@ Each programme is a .mov with a 160x90 mpeg4 picture and one 5.1 stream of
 loop, so it drifts against the speech) on L/R and quieter on Ls/Rs,
 effects on L/R and Ls/Rs, and the music and effects under 120 Hz on LFE.
 Programmes are made once into .cache/scale/ and reused; output folders are
-deleted after each run unless --keep. Outputs take about 0.76 GiB per
+deleted after each run unless --keep. Outputs take about 0.61 GiB per
 programme minute (the float32 mix and four stems, the 6-channel 24-bit
-deliverables, one per speaker found): the 120-minute run needs about 98 GB
+deliverables, one per speaker found: two here): the 120-minute run needs about 73 GB
 free besides the programmes' 10 GB, and a programme whose run the disk cannot
 hold (judged from the previous, shorter one) is refused before it starts.
 
