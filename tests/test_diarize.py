@@ -117,8 +117,8 @@ def test_a_voice_like_two_others_blended_is_a_speaker_only_in_long_runs(run_fram
     c = (a + b) / np.sqrt(2)
     turns = [a, c, b, c, a, c, b, c, a]
     embeddings = np.concatenate([_voice_frames(v, run_frames if v is c else 50, rng) for v in turns])
-    regions = np.zeros(len(embeddings), int)
-    labels, centroids = assign(embeddings, np.stack([a, b, c]), regions, similarity=0.9, low=1)
+    stretches = np.zeros(len(embeddings), int)
+    labels, centroids = assign(embeddings, np.stack([a, b, c]), stretches, similarity=0.9, low=1)
     assert len(centroids) == kept
     assert len(np.unique(labels)) == kept
 
@@ -134,8 +134,8 @@ def test_a_voice_heard_only_up_against_others_is_no_speaker(own_stretches, kept)
     pieces = [_voice_frames(v, 5 if v is c else 50, rng) for v in turns]
     embeddings = np.concatenate(pieces)
     stretch_of_turn = np.arange(len(turns)) if own_stretches else np.zeros(len(turns), int)
-    regions = np.repeat(stretch_of_turn, [len(p) for p in pieces])
-    labels, centroids = assign(embeddings, np.stack([a, b, c]), regions, similarity=0.9, low=1)
+    stretches = np.repeat(stretch_of_turn, [len(p) for p in pieces])
+    labels, centroids = assign(embeddings, np.stack([a, b, c]), stretches, similarity=0.9, low=1)
     assert len(centroids) == kept
     assert len(np.unique(labels)) == kept
 
@@ -145,7 +145,7 @@ def test_pauses_under_0_3_s_stay_within_a_stretch():
     regions = [SpeechRegion(0, second), SpeechRegion(second + 4799, 2 * second), SpeechRegion(2 * second + 4800, 3 * second)]
     # 10 frames, 0.2999 s of pause, 8 frames (the last of one sample), 0.3 s of pause, 7 frames.
     frames = speech_frames(regions)
-    assert frames.regions.tolist() == [0] * (10 + 8) + [1] * 7
+    assert frames.stretches.tolist() == [0] * (10 + 8) + [1] * 7
 
 
 def test_a_breath_does_not_end_a_turn_but_a_pause_does(tmp_path):

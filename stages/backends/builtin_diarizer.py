@@ -79,7 +79,7 @@ class Frames:
     centres: np.ndarray  # shape: (frames,)
     starts: np.ndarray  # shape: (frames,)
     ends: np.ndarray  # shape: (frames,)
-    regions: np.ndarray  # shape: (frames,)
+    stretches: np.ndarray  # shape: (frames,)
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ def _refine(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
 
 
 def assign(
-    embeddings: np.ndarray, centroids: np.ndarray, regions: np.ndarray, similarity: float, low: int
+    embeddings: np.ndarray, centroids: np.ndarray, stretches: np.ndarray, similarity: float, low: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-centroid label of every frame, and the refined centroids.
 
@@ -343,7 +343,7 @@ def assign(
     speaker's (>= ``similarity``): they are merged. Once no pair is, a
     centroid whose frames straddle turn changes (:func:`_straddler`) is
     dropped. Either way the frames are assigned again; never below ``low``
-    clusters. ``regions`` is each frame's stretch (:class:`Frames`).
+    clusters. ``stretches`` is each frame's stretch (:class:`Frames`).
     """
     while True:
         labels, centroids = _refine(embeddings, centroids)
@@ -357,13 +357,13 @@ def assign(
             labels = np.unique(labels, return_inverse=True)[1]
             centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
             continue
-        straddler = _straddler(centroids, labels, regions, similarity)
+        straddler = _straddler(centroids, labels, stretches, similarity)
         if straddler is None:
             return labels, centroids
         centroids = np.delete(centroids, straddler, axis=0)
 
 
-def _straddler(centroids: np.ndarray, labels: np.ndarray, regions: np.ndarray, similarity: float) -> int | None:
+def _straddler(centroids: np.ndarray, labels: np.ndarray, stretches: np.ndarray, similarity: float) -> int | None:
     """A label whose windows straddle other speakers' turn changes, if any.
 
     That is one heard alone (:func:`_heard_alone`) for under
@@ -371,14 +371,14 @@ def _straddler(centroids: np.ndarray, labels: np.ndarray, regions: np.ndarray, s
     centroid is as alike to the mean of two others as one speaker is to
     itself: its windows hear those two at once.
     """
-    alone = _heard_alone(labels, regions, len(centroids))
+    alone = _heard_alone(labels, stretches, len(centroids))
     if alone.min() < _ALONE_SHARE:
         return int(np.argmin(alone))
     mixture = _mixture(centroids, similarity, np.flatnonzero(alone < 0.5))
     return None if mixture is None else mixture[0]
 
 
-def _heard_alone(labels: np.ndarray, regions: np.ndarray, count: int) -> np.ndarray:
+def _heard_alone(labels: np.ndarray, stretches: np.ndarray, count: int) -> np.ndarray:
     """Per label 0..count-1: share of its frames in runs of ``_SPEAKER_RUN_FRAMES`` or more, or whole stretches.
 
     A window straddles a turn change for at most its own 1.2 s, so a
@@ -391,27 +391,27 @@ def _heard_alone(labels: np.ndarray, regions: np.ndarray, count: int) -> np.ndar
     (benchmarks/diarization.py, 15 minutes of five voices over music and
     effects). Shape: (count,).
     """
-    first, last = _runs(labels, regions)
+    first, last = _runs(labels, stretches)
     lengths = last - first
     owner = labels[first]
-    whole = np.r_[True, regions[first[1:]] != regions[first[1:] - 1]] & (
-        np.r_[regions[last[:-1]] != regions[last[:-1] - 1], True]
+    whole = np.r_[True, stretches[first[1:]] != stretches[first[1:] - 1]] & (
+        np.r_[stretches[last[:-1]] != stretches[last[:-1] - 1], True]
     )
     alone = (lengths >= _SPEAKER_RUN_FRAMES) | whole
     heard = np.bincount(owner, weights=lengths, minlength=count)
     return np.bincount(owner, weights=lengths * alone, minlength=count) / np.maximum(heard, 1)  # none heard: 0
 
 
-def _runs(labels: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and one-past-last frame of each run of equal labels within a speech region; shapes: (runs,)."""
-    cut = np.flatnonzero((np.diff(labels) != 0) | (np.diff(regions) != 0)) + 1
+def _runs(labels: np.ndarray, stretches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last frame of each run of equal labels within a stretch; shapes: (runs,)."""
+    cut = np.flatnonzero((np.diff(labels) != 0) | (np.diff(stretches) != 0)) + 1
     return np.r_[0, cut], np.r_[cut, len(labels)]
 
 
 def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
-    """Runs of equal labels within a speech region as turns (seconds)."""
+    """Runs of equal labels within a stretch as turns (seconds)."""
     annotation = Annotation(uri=uri)
-    for first, last in zip(*_runs(labels, frames.regions)):
+    for first, last in zip(*_runs(labels, frames.stretches)):
         segment = Segment(frames.starts[first] / MODEL_RATE, frames.ends[last - 1] / MODEL_RATE)
         annotation[segment] = int(labels[first])
     return annotation
@@ -434,7 +434,7 @@ def diarize_regions(
     low, high = min(speakers[0], len(sampled)), min(speakers[1], len(sampled))
     labels = cluster(sampled, frames.centres[::stride], similarity, low, high)
     initial = _centroids(sampled, labels, int(labels.max()) + 1)
-    labels, centroids = assign(embeddings, initial, frames.regions, np.inf if low == high else similarity, low)
+    labels, centroids = assign(embeddings, initial, frames.stretches, np.inf if low == high else similarity, low)
     if len(centroids) < speakers[0]:
         log.warning("heard %d speaker(s), fewer than the %d asked for", len(centroids), speakers[0])
     return Diarization(to_annotation(frames, labels, "programme"), centroids)
