@@ -7,8 +7,8 @@ on 60 s of real speech at 48 kHz (pyannote's sample, looped) in 10-s blocks,
 through the separate stage's own stream runner: once as a single stream,
 then as two streams in two threads (a stereo file's mid and side). Prints
 the real-time factor (wall seconds per programme second) of each, three
-times, since other work on a shared machine moves it. The separate stage cannot be faster than the
-two-stream figure on a stereo file.
+times, since other work on a shared machine moves it. The separate stage
+cannot be faster than the two-stream figure on a stereo file.
 """
 
 from __future__ import annotations

@@ -394,9 +394,7 @@ def _heard_alone(labels: np.ndarray, stretches: np.ndarray, count: int) -> np.nd
     first, last = _runs(labels, stretches)
     lengths = last - first
     owner = labels[first]
-    whole = np.r_[True, stretches[first[1:]] != stretches[first[1:] - 1]] & (
-        np.r_[stretches[last[:-1]] != stretches[last[:-1] - 1], True]
-    )
+    whole = lengths == np.bincount(stretches)[stretches[first]]  # runs never cross stretches
     alone = (lengths >= _SPEAKER_RUN_FRAMES) | whole
     heard = np.bincount(owner, weights=lengths, minlength=count)
     return np.bincount(owner, weights=lengths * alone, minlength=count) / np.maximum(heard, 1)  # none heard: 0
