@@ -203,12 +203,21 @@ def _write_pool(pools: Path, role: Role, items: list[tuple[Path, ...]], root: Pa
     np.save(pools / f"{role}_index.npy", np.asarray(index, dtype=np.int64))  # written last: marks the pool done
 
 
+def print_pool_hours(pools: Path) -> None:
+    """Print the items and hours of audio in each pool (the figures the README gives)."""
+    for role in ROLES:
+        frames = np.load(pools / f"{role}_index.npy")[:, 1]  # shape: (items,)
+        print(f"{role}: {len(frames)} items, {frames.sum() / SAMPLE_RATE / 3600:.2f} h")
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="fetch and decode the training audio")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dubprep-train")
-    build_pools(parser.parse_args().cache)
+    cache = parser.parse_args().cache
+    build_pools(cache)
+    print_pool_hours(cache / "pools")
 
 
 if __name__ == "__main__":
