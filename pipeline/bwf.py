@@ -33,10 +33,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dubprep import __version__
+from dubprep.audio_io import SAMPLE_RATE
 from dubprep.errors import DubprepError
 from dubprep.media import LAYOUT_CHANNELS
 
-SAMPLE_RATE = 48_000
 # Largest RIFF chunk size a 32-bit field holds; a module constant so tests can
 # exercise the RF64 upgrade without writing 4 GiB.
 RIFF_MAX_BYTES = 0xFFFF_FFFF

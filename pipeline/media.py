@@ -11,6 +11,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# The separate stage's stems, each a WAV in the programme's layout: dialogue,
+# music and effects (M&E), music, effects. DX + ME and DX + MX + FX re-sum to the mix.
+STEMS = ("DX", "ME", "MX", "FX")
+
 # Channel names in the order ffmpeg decodes them, which is also the
 # WAVE_FORMAT_EXTENSIBLE order; 5.1 is L R C LFE Ls Rs whether ffmpeg calls
 # the surrounds "back" (5.1) or "side" (5.1(side)).

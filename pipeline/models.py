@@ -26,7 +26,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from dubprep import cache
+from dubprep.checksums import sha256_file
 from dubprep.errors import ModelError
 
 ENV_VAR = "DUBPREP_MODELS_DIR"
@@ -141,17 +141,6 @@ def locate(reference: str, configured_dir: Path | None = None) -> Path:
     if reference in registry():
         return entry_directory(registry()[reference], models_dir(configured_dir))
     return Path(reference).expanduser()
-
-
-@functools.cache
-def _sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
-    return cache.sha256_file(path)
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 (hex) of ``path``, read in blocks; remembered until the file's size or mtime changes."""
-    stat = path.stat()
-    return _sha256_cached(path.absolute(), stat.st_size, stat.st_mtime_ns)
 
 
 def check_files(model: ModelEntry, directory: Path) -> list[FileCheck]:

@@ -41,6 +41,7 @@ class Probe:
     duration_s: float | None
     frame_rate: str | None
     timecode: str | None
+    picture_duration_s: float | None  # of the first picture stream; None without one
 
 
 def probe(path: Path) -> Probe:
@@ -65,6 +66,7 @@ def probe(path: Path) -> Probe:
         duration_s=_float_or_none(fmt.get("duration")),
         frame_rate=_frame_rate(video[0]) if video else None,
         timecode=_timecode(fmt, streams),
+        picture_duration_s=_stream_duration(video[0]) if video else None,
     )
 
 

@@ -33,9 +33,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from dubprep.audio_io import SAMPLE_RATE
 from dubprep.errors import DubprepError
-
-SAMPLE_RATE = 48_000
 
 _SUPPORTED_RATES = tuple(
     Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
@@ -185,3 +184,8 @@ def out_timecode(start_timecode: str, offset_s: float, rate: FrameRate, sample_r
     """Timecode of the first frame boundary at or after ``offset_s`` (ceiling: a cue's exclusive out point)."""
     frames = parse_timecode(start_timecode, rate) + math.ceil(_frames_from_start(offset_s, rate, sample_rate))
     return format_timecode(frames % rate.frames_per_day, rate)
+
+
+def span_timecodes(start_s: float, end_s: float, start_timecode: str, rate: FrameRate) -> str:
+    """'01:00:05:00-01:00:12:03': the frames a span covers, [in, out), on the picture's timeline."""
+    return f"{in_timecode(start_timecode, start_s, rate)}-{out_timecode(start_timecode, end_s, rate)}"
