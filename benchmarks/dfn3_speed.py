@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/dfn3_speed.py
 
-Runs dubprep's DeepFilterNet3 wrapper (no file I/O, no music/effects split)
+Runs dubprep's DeepFilterNet3 backend (no file I/O, no music/effects split)
 on 60 s of real speech at 48 kHz (pyannote's sample, looped) in 10-s blocks,
-through the separate stage's own stream runner: once as a single stream,
+through the stream runner the separate stage uses: once as a single stream,
 then as two streams in two threads (a stereo file's mid and side). Prints
 the real-time factor (wall seconds per programme second) of each, three
 times, since other work on a shared machine moves it. The separate stage
@@ -13,16 +13,17 @@ cannot be faster than the two-stream figure on a stereo file.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from dubprep.stages.backends.dfn3 import SAMPLE_RATE, Dfn3Dialogue
+from dubprep.audio_io import SAMPLE_RATE
+from dubprep.stages.backends.separation import SEPARATORS
 # The stage's own runner of side-by-side streams, so this measures what the stage does.
-from dubprep.stages.separate import SeparateParams, _ChannelStreams
+from dubprep.stages.backends.streaming import StreamSet
+from dubprep.stages.separate import SeparateStage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from speech import sample_speech_48k  # noqa: E402  (the tests' real-speech helper)
@@ -33,11 +34,12 @@ BLOCK_FRAMES = 10 * SAMPLE_RATE
 
 def stream_rtf(streams: int, audio: np.ndarray) -> float:
     """Wall seconds per programme second for ``streams`` DFN3 streams fed ``audio`` (frames,) side by side."""
-    opener = functools.partial(Dfn3Dialogue, atten_lim_db=SeparateParams().atten_lim_db)
-    with _ChannelStreams(opener, streams) as models:
+    backend = SEPARATORS.get("dfn3")
+    params = SeparateStage.validate_params({"backend": "dfn3"})  # the default attenuation limit
+    with StreamSet(backend.open(params, [1] * streams, "cpu"), backend.parallel) as models:
         started = time.perf_counter()
         for offset in range(0, len(audio), BLOCK_FRAMES):
-            models.process([audio[offset : offset + BLOCK_FRAMES]] * streams)
+            models.process([audio[offset : offset + BLOCK_FRAMES, None]] * streams)
         models.flush()
         return (time.perf_counter() - started) / PROGRAMME_S
 

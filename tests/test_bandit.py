@@ -10,7 +10,6 @@ lengths, channels, null sums and errors.
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,16 @@ import yaml
 from pymss_core import get_model_from_config
 
 from dubprep.cache import read_manifest
+from dubprep.checksums import sha256_folder
 from dubprep.cli import main
 from dubprep.errors import ModelError, StageError
-from dubprep.media import LAYOUT_CHANNELS, MediaInfo
+from dubprep.media import LAYOUT_CHANNELS
 from dubprep.models import entry
-from dubprep.stage import StageContext
 from dubprep.stages.backends import bandit
-from dubprep.stages.backends.bandit import BanditSeparator, chunk_window, consistent
-from dubprep.stages.separate import STEMS, SeparateParams, SeparateStage
+from dubprep.stages.backends.bandit import BanditStream
+from dubprep.stages.backends.separation import DIALOGUE, MUSIC
+from dubprep.stages.backends.streaming import share_by_power
+from dubprep.stages.separate import STEMS
 from speech import sample_speech_48k, speech_with_background
 
 SR = 48_000
@@ -97,31 +98,6 @@ def plus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model(tmp_path_factory.mktemp("models") / "tiny-plus", bandit_plus_config())
 
 
-def run_stage(folder: Path, mix: np.ndarray, layout: str, **params) -> dict[str, np.ndarray]:
-    """Write ``mix`` (frames, channels) and media.json, run the stage as the engine does; return the stems."""
-    folder.mkdir(parents=True, exist_ok=True)
-    sf.write(str(folder / "mix.wav"), mix, SR, subtype="FLOAT")
-    MediaInfo(
-        source=str(folder / "programme.mov"), audio_stream=0, codec="pcm_f32le", layout=layout,
-        channels=mix.shape[1], sample_rate=SR, frames=len(mix), source_sample_rate=SR,
-        start_offset_s=0.0, start_timecode=None, frame_rate=None,
-    ).save(folder / "media.json")
-    work_dir = folder / "work"
-    work_dir.mkdir()
-    ctx = StageContext(
-        params=SeparateParams(backend="bandit", **params),
-        inputs={"mix.wav": folder / "mix.wav", "media.json": folder / "media.json"},
-        work_dir=work_dir,
-        media=folder / "programme.mov",
-        log=logging.getLogger("test_bandit"),
-    )
-    SeparateStage().run(ctx)
-    stems = {}
-    for name in STEMS:
-        stems[name.removesuffix(".wav")], _ = sf.read(str(work_dir / name), dtype="float32", always_2d=True)
-    return stems
-
-
 def assert_null_sums(stems: dict[str, np.ndarray], mix: np.ndarray) -> None:
     for stem in stems.values():
         assert stem.shape == mix.shape
@@ -146,24 +122,24 @@ def scene(speech: np.ndarray, frames: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("search", ["mid_side", "left_right"])
-def test_stereo_stems_keep_length_and_sum_to_the_mix(search: str, v2_model: Path, speech, tmp_path: Path) -> None:
+def test_stereo_stems_keep_length_and_sum_to_the_mix(separate, search: str, v2_model: Path, speech, tmp_path: Path) -> None:
     frames = 2 * SR + 331  # not a whole number of hops or chunks
     mix = np.stack([scene(speech, frames, 1), scene(speech[SR:], frames, 2)], axis=1)  # shape: (frames, 2)
-    stems = run_stage(tmp_path, mix, "stereo", model=str(v2_model), stereo_search=search)
+    stems = separate(tmp_path, mix, "stereo", backend="bandit", model=str(v2_model), stereo_search=search)
     assert_null_sums(stems, mix)
     for name in ("DX", "MX", "FX"):
         assert np.abs(stems[name][-SR // 10 :]).max() > 0  # the tail was separated, not zero-padded
 
 
-def test_model_at_44k_is_resampled_both_ways(plus_model: Path, speech, tmp_path: Path) -> None:
+def test_model_at_44k_is_resampled_both_ways(separate, plus_model: Path, speech, tmp_path: Path) -> None:
     frames = SR + 97
     mix = scene(speech, frames, 3)[:, None]  # shape: (frames, 1)
-    stems = run_stage(tmp_path, mix, "mono", model=str(plus_model))
+    stems = separate(tmp_path, mix, "mono", backend="bandit", model=str(plus_model))
     assert_null_sums(stems, mix)
     assert np.abs(stems["DX"]).max() > 0 and np.abs(stems["MX"]).max() > 0
 
 
-def test_5_1_keeps_six_channels_and_lfe_untouched(v2_model: Path, speech, tmp_path: Path) -> None:
+def test_5_1_keeps_six_channels_and_lfe_untouched(separate, v2_model: Path, speech, tmp_path: Path) -> None:
     frames = SR + SR // 2
     names = LAYOUT_CHANNELS["5.1"]
     rng = np.random.default_rng(4)
@@ -171,7 +147,7 @@ def test_5_1_keeps_six_channels_and_lfe_untouched(v2_model: Path, speech, tmp_pa
     channels["LFE"] = (0.2 * np.sin(2 * np.pi * 40 * np.arange(frames) / SR)).astype(np.float32)
     channels["Ls"], channels["Rs"] = (0.02 * rng.standard_normal((2, frames))).astype(np.float32)
     mix = np.stack([channels[name] for name in names], axis=1)  # shape: (frames, 6)
-    stems = run_stage(tmp_path, mix, "5.1", model=str(v2_model), dialogue_channels="front")
+    stems = separate(tmp_path, mix, "5.1", backend="bandit", model=str(v2_model), dialogue_channels="front")
     assert_null_sums(stems, mix)
     for name in ("LFE", "Ls", "Rs"):
         c = names.index(name)
@@ -183,55 +159,60 @@ def test_5_1_keeps_six_channels_and_lfe_untouched(v2_model: Path, speech, tmp_pa
 
 
 @pytest.mark.parametrize("frames", [SR // 2, 5_000, 1])
-def test_short_files_keep_every_frame(frames: int, v2_model: Path, speech, tmp_path: Path) -> None:
+def test_short_files_keep_every_frame(separate, frames: int, v2_model: Path, speech, tmp_path: Path) -> None:
     # 0.5 s is 4 hops of the 0.5-s chunk; 5,000 frames is less than one hop; 1 frame is the least there is.
     mix = scene(speech, frames, 5)[:, None]  # shape: (frames, 1)
-    stems = run_stage(tmp_path, mix, "mono", model=str(v2_model))
+    stems = separate(tmp_path, mix, "mono", backend="bandit", model=str(v2_model))
     assert_null_sums(stems, mix)
 
 
-def test_silent_mix_gives_silent_stems(v2_model: Path, tmp_path: Path) -> None:
+def test_silent_mix_gives_silent_stems(separate, v2_model: Path, tmp_path: Path) -> None:
     mix = np.zeros((SR + 5, 2), dtype=np.float32)
-    stems = run_stage(tmp_path, mix, "stereo", model=str(v2_model))
+    stems = separate(tmp_path, mix, "stereo", backend="bandit", model=str(v2_model))
     for stem in stems.values():
         assert stem.shape == mix.shape and not stem.any()
 
 
-def test_pure_music_still_sums_to_the_mix(v2_model: Path, tmp_path: Path) -> None:
+def test_pure_music_still_sums_to_the_mix(separate, v2_model: Path, tmp_path: Path) -> None:
     t_s = np.arange(SR * 2) / SR
     chord = 0.1 * sum(np.sin(2 * np.pi * hz * t_s) / k for k, hz in enumerate((220.0, 277.2, 329.6, 440.0), 1))
     mix = np.stack([chord, 0.8 * chord], axis=1).astype(np.float32)  # shape: (frames, 2)
-    assert_null_sums(run_stage(tmp_path, mix, "stereo", model=str(v2_model)), mix)
+    assert_null_sums(separate(tmp_path, mix, "stereo", backend="bandit", model=str(v2_model)), mix)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_or_inf_in_mix_names_the_second(bad: float, v2_model: Path, speech, tmp_path: Path) -> None:
+def test_nan_or_inf_in_mix_names_the_second(separate, bad: float, v2_model: Path, speech, tmp_path: Path) -> None:
     mix = np.stack([scene(speech, SR * 2, 6), scene(speech, SR * 2, 7)], axis=1)  # shape: (frames, 2)
     mix[int(SR * 1.5), 0] = bad
     with pytest.raises(StageError, match=r"channel L .*1\.500 s \(second 1\)"):
-        run_stage(tmp_path, mix, "stereo", model=str(v2_model))
+        separate(tmp_path, mix, "stereo", backend="bandit", model=str(v2_model))
+
+
+def _streamed(model: bandit.BanditModel, signal: np.ndarray, block_frames: int) -> np.ndarray:
+    """Speech and music (2, frames) of ``signal`` (frames,) fed in blocks of ``block_frames``."""
+    stream = BanditStream(model, 1)
+    parts = [stream.process(signal[i : i + block_frames, None]) for i in range(0, len(signal), block_frames)]
+    parts.append(stream.flush())
+    return np.stack([np.concatenate([part[stem][:, 0] for part in parts]) for stem in (DIALOGUE, MUSIC)])
 
 
 def test_separation_does_not_depend_on_block_sizes(v2_model: Path, speech) -> None:
     model = bandit.load_model(v2_model, "cpu")
     signal = scene(speech, SR * 2 + 13, 8)
-    whole = BanditSeparator(model, 1)
-    expected = np.concatenate([whole.process([signal]), whole.flush()], axis=-1)
-    pieces = BanditSeparator(model, 1)
-    parts = [pieces.process([signal[i : i + 7_001]]) for i in range(0, len(signal), 7_001)]
-    assert np.array_equal(np.concatenate([*parts, pieces.flush()], axis=-1), expected)
-    assert expected.shape == (1, 3, len(signal))
+    expected = _streamed(model, signal, len(signal))
+    assert np.array_equal(_streamed(model, signal, 7_001), expected)
+    assert expected.shape == (2, len(signal))
 
 
 def test_consistency_gives_the_residual_to_the_stems_by_power() -> None:
-    stems = np.zeros((1, 3, 4), dtype=np.float32)
+    stems = np.zeros((3, 1, 4), dtype=np.float32)
     stems[0, 0] = [1.0, -1.0, 1.0, -1.0]  # only speech is active
     mixture = np.array([[2.0, -2.0, 2.5, -1.5]], dtype=np.float32)
-    fixed = consistent(stems, mixture)
-    np.testing.assert_allclose(fixed.sum(axis=1), mixture)
-    assert not fixed[0, 1:].any()  # silent stems stay silent
-    silent = consistent(np.zeros((1, 3, 2), dtype=np.float32), np.array([[0.3, 0.6]], dtype=np.float32))
-    np.testing.assert_allclose(silent[0], [[0.1, 0.2]] * 3, rtol=1e-6)
+    fixed = share_by_power(stems, mixture)
+    np.testing.assert_allclose(fixed.sum(axis=0), mixture)
+    assert not fixed[1:].any()  # silent stems stay silent
+    silent = share_by_power(np.zeros((3, 1, 2), dtype=np.float32), np.array([[0.3, 0.6]], dtype=np.float32))
+    np.testing.assert_allclose(silent[:, 0], [[0.1, 0.2]] * 3, rtol=1e-6)
 
 
 def test_registered_model_runs_through_the_engine_and_keys_the_cache(tmp_path: Path) -> None:
@@ -250,7 +231,8 @@ def test_registered_model_runs_through_the_engine_and_keys_the_cache(tmp_path: P
     manifest = read_manifest(tmp_path / "out" / "work" / "separate")
     checkpoint = folder / registered.checkpoint.file
     assert manifest["model"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert manifest["params"]["model"] == str(folder)
+    # The folder's path is where the project happens to live; its content is what the result depends on.
+    assert manifest["params"]["model"] == f"sha256 of folder:{sha256_folder(folder)}"
     mix, _ = sf.read(str(tmp_path / "out" / "work" / "extract" / "mix.wav"), dtype="float32", always_2d=True)
     stems = {n.removesuffix(".wav"): sf.read(str(tmp_path / "out" / "work" / "separate" / n), dtype="float32")[0] for n in STEMS}
     assert_null_sums(stems, mix)

@@ -9,9 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from dubprep.checksums import sha256_file
 from dubprep.errors import ModelError
 from dubprep.stages.backends import cinesep
-from dubprep.stages.backends.cinesep import CineSepStream, chunk_weights, load_net
+from dubprep.stages.backends.cinesep import CineSepStream, load_net
+from dubprep.stages.backends.separation import DIALOGUE, EFFECTS, MUSIC
 from dubprep.stages.backends.cinesep_net import CineSepNet, NetConfig
 from speech import sample_speech_48k, speech_with_background
 
@@ -31,7 +33,9 @@ def _net(seed: int = 0, config: NetConfig = NetConfig()) -> CineSepNet:
 def _separate(net: CineSepNet, mix: np.ndarray, block_frames: int) -> np.ndarray:
     stream = CineSepStream(net, channels=mix.shape[1])
     parts = [stream.process(mix[i : i + block_frames]) for i in range(0, len(mix), block_frames)]
-    return np.concatenate([*parts, stream.flush()], axis=1)  # shape: (3, frames, channels)
+    parts.append(stream.flush())
+    stems = np.stack([np.concatenate([part[stem] for part in parts]) for stem in (DIALOGUE, MUSIC, EFFECTS)])
+    return stems  # shape: (3, frames, channels)
 
 
 def test_stems_resum_to_a_real_mix_and_start_where_it_starts(tmp_path: Path) -> None:
@@ -74,8 +78,6 @@ def _weights_file(tmp_path: Path, net: CineSepNet) -> Path:
 def test_weights_are_loaded_only_with_the_expected_sha256(tmp_path: Path) -> None:
     net = _net(config=SMALL)
     path = _weights_file(tmp_path, net)
-    from dubprep.models import sha256_file
-
     sha = sha256_file(path)
     loaded = load_net(path, sha)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
@@ -88,8 +90,6 @@ def test_weights_are_loaded_only_with_the_expected_sha256(tmp_path: Path) -> Non
 
 def test_corrupted_weights_name_the_expected_sha256(tmp_path: Path) -> None:
     path = _weights_file(tmp_path, _net(config=SMALL))
-    from dubprep.models import sha256_file
-
     sha = sha256_file(path)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -9,7 +9,6 @@ the way the engine calls it, with the real model.
 from __future__ import annotations
 
 import importlib.util
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,10 @@ import soundfile as sf
 from scipy.signal import correlate, lfilter, resample_poly
 
 from dubprep.errors import ModelError, StageError
-from dubprep.media import LAYOUT_CHANNELS, MediaInfo
-from dubprep.progress import NullProgress, ProgressHook
-from dubprep.stage import StageContext
+from dubprep.media import LAYOUT_CHANNELS
 from dubprep.stages.backends import dfn3, mefx
-from dubprep.stages.separate import STEMS, SeparateParams, SeparateStage, cinesep_groups, searched_channels
+from dubprep.stages.backends.separation import DIALOGUE, stereo_pairs
+from dubprep.stages.separate import searched_channels
 
 SR = 48_000
 # Located without importing pyannote.audio, which would load torch for nothing.
@@ -83,42 +81,6 @@ class _CountingProgress:
         self.finished = True
 
 
-def _run_stage(
-    tmp_path: Path, mix: np.ndarray, layout: str, progress: ProgressHook | None = None, **params
-) -> dict[str, np.ndarray]:
-    """Write ``mix`` (frames, channels) and media.json, run the stage; return DX, ME, MX, FX as read back."""
-    sf.write(str(tmp_path / "mix.wav"), mix, SR, subtype="FLOAT")
-    MediaInfo(
-        source=str(tmp_path / "programme.mov"),
-        audio_stream=0,
-        codec="pcm_f32le",
-        layout=layout,
-        channels=mix.shape[1],
-        sample_rate=SR,
-        frames=len(mix),
-        source_sample_rate=SR,
-        start_offset_s=0.0,
-        start_timecode=None,
-        frame_rate=None,
-    ).save(tmp_path / "media.json")
-    work_dir = tmp_path / "work"
-    work_dir.mkdir()
-    ctx = StageContext(
-        params=SeparateParams(**params),
-        inputs={"mix.wav": tmp_path / "mix.wav", "media.json": tmp_path / "media.json"},
-        work_dir=work_dir,
-        media=tmp_path / "programme.mov",
-        log=logging.getLogger("test_separate"),
-        progress=progress or NullProgress(),
-    )
-    SeparateStage().run(ctx)
-    stems = {}
-    for name in STEMS:
-        assert sf.info(str(work_dir / name)).subtype == "FLOAT"
-        stems[name.removesuffix(".wav")], _ = sf.read(str(work_dir / name), dtype="float32", always_2d=True)
-    return stems
-
-
 def _pad(frames: int, rng: np.random.Generator) -> np.ndarray:
     """Sustained chords, a new one every 2.5 s with 0.3-s fades, random phase per channel; shape (frames, 2)."""
     out = np.zeros((frames, 2))
@@ -157,14 +119,14 @@ def _scaled(stem: np.ndarray, rms: float) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def mono_run(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
+def mono_run(separate, speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
     """Speech over music + noise at 0 dB SNR through the stage: (speech, mix, stems)."""
     mix = (speech + _background(len(speech), float(speech.std()), seed=1))[:, None]  # shape: (frames, 1)
-    return speech, mix, _run_stage(tmp_path_factory.mktemp("mono"), mix, "mono")
+    return speech, mix, separate(tmp_path_factory.mktemp("mono"), mix, "mono")
 
 
 @pytest.fixture(scope="module")
-def scene_run(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
+def scene_run(separate, speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
     """A 20-s stereo scene: speech centre, a chord pad 7 dB and impacts 4 dB below it.
 
     Returns ({"speech", "music", "effects"} each (frames, 2), mix, stems).
@@ -177,7 +139,7 @@ def scene_run(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory):
         "effects": _scaled(_impacts(len(speech), rng), rms * 10 ** (-4 / 20)),
     }
     mix = truth["speech"] + truth["music"] + truth["effects"]
-    return truth, mix, _run_stage(tmp_path_factory.mktemp("scene"), mix, "stereo")
+    return truth, mix, separate(tmp_path_factory.mktemp("scene"), mix, "stereo")
 
 
 def test_dialogue_is_sample_aligned_with_the_mix(mono_run) -> None:
@@ -222,7 +184,7 @@ def test_music_and_effects_beat_the_trivial_split(scene_run) -> None:
 
 
 @pytest.mark.parametrize("search", ["mid_side", "left_right"])
-def test_stereo_dialogue_stays_where_it_is_panned(search: str, speech: np.ndarray, tmp_path: Path) -> None:
+def test_stereo_dialogue_stays_where_it_is_panned(separate, search: str, speech: np.ndarray, tmp_path: Path) -> None:
     voice = speech[7 * SR : 11 * SR]  # four seconds of talk
     # Dialogue hard left at 0 dB SNR, background in both channels: either way of searching
     # must put it back in L and leave R's DX far quieter. Measured: L's DX at 5.3 dB SDR
@@ -230,18 +192,18 @@ def test_stereo_dialogue_stays_where_it_is_panned(search: str, speech: np.ndarra
     rms = float(voice.std())
     background = np.stack([_background(len(voice), rms, seed=seed) for seed in (9, 10)], axis=1)
     mix = background + np.stack([voice, np.zeros_like(voice)], axis=1)  # shape: (frames, 2)
-    dx = _run_stage(tmp_path, mix, "stereo", stereo_search=search)["DX"]
+    dx = separate(tmp_path, mix, "stereo", stereo_search=search)["DX"]
     assert _sdr_db(voice, dx[:, 0]) > _sdr_db(voice, mix[:, 0]) + 3.0
     assert np.sum(dx[:, 1] ** 2) < 0.2 * np.sum(dx[:, 0] ** 2)
 
 
-def test_odd_length_stereo_keeps_every_frame(speech: np.ndarray, tmp_path: Path) -> None:
+def test_odd_length_stereo_keeps_every_frame(separate, speech: np.ndarray, tmp_path: Path) -> None:
     frames = SR * 3 + 17
     left = speech[:frames]
     right = 0.5 * speech[SR : SR + frames] + _background(frames, 0.01, seed=2)
     mix = np.stack([left, right], axis=1)  # shape: (frames, 2)
     progress = _CountingProgress()
-    stems = _run_stage(tmp_path, mix, "stereo", progress=progress)
+    stems = separate(tmp_path, mix, "stereo", progress=progress)
     for stem in stems.values():
         assert stem.shape == (frames, 2)
     assert np.abs(stems["DX"][-SR // 10 :]).max() > 0  # the tail was flushed, not zero-padded
@@ -249,7 +211,7 @@ def test_odd_length_stereo_keeps_every_frame(speech: np.ndarray, tmp_path: Path)
     assert progress.total == progress.advanced == frames and progress.finished
 
 
-def test_front_mode_leaves_lfe_and_surrounds_in_me(speech: np.ndarray, tmp_path: Path) -> None:
+def test_front_mode_leaves_lfe_and_surrounds_in_me(separate, speech: np.ndarray, tmp_path: Path) -> None:
     frames = SR * 5
     names = LAYOUT_CHANNELS["5.1"]
     rng = np.random.default_rng(3)
@@ -263,7 +225,7 @@ def test_front_mode_leaves_lfe_and_surrounds_in_me(speech: np.ndarray, tmp_path:
         "Rs": (0.02 * rng.standard_normal(frames)).astype(np.float32),
     }
     mix = np.stack([channels[name] for name in names], axis=1)  # shape: (frames, 6)
-    stems = _run_stage(tmp_path, mix, "5.1", dialogue_channels="front")
+    stems = separate(tmp_path, mix, "5.1", dialogue_channels="front")
     for name in ("LFE", "Ls", "Rs"):
         c = names.index(name)
         assert not stems["DX"][:, c].any()
@@ -273,36 +235,36 @@ def test_front_mode_leaves_lfe_and_surrounds_in_me(speech: np.ndarray, tmp_path:
         assert _sdr_db(clean, stems["DX"][:, c]) > _sdr_db(clean, mix[:, c]) + 3.0
 
 
-def test_silent_mix_gives_silent_stems(tmp_path: Path) -> None:
+def test_silent_mix_gives_silent_stems(separate, tmp_path: Path) -> None:
     mix = np.zeros((SR * 2 + 5, 1), dtype=np.float32)
-    stems = _run_stage(tmp_path, mix, "mono")
+    stems = separate(tmp_path, mix, "mono")
     for stem in stems.values():
         assert stem.shape == mix.shape
         assert not stem.any()
 
 
 @pytest.mark.parametrize("frames", [SR // 2, 300])
-def test_short_mix_keeps_every_frame(frames: int, speech: np.ndarray, tmp_path: Path) -> None:
+def test_short_mix_keeps_every_frame(separate, frames: int, speech: np.ndarray, tmp_path: Path) -> None:
     # 0.5 s is shorter than the music/effects split's 8-s look-ahead; 300 frames are
     # shorter than one hop of the dialogue model (480) and one splitter frame (1920).
     mix = np.stack([speech[SR : SR + frames], 0.5 * speech[2 * SR : 2 * SR + frames]], axis=1)  # shape: (frames, 2)
-    _assert_sums(_run_stage(tmp_path, mix, "stereo"), mix)
+    _assert_sums(separate(tmp_path, mix, "stereo"), mix)
 
 
-def test_pure_music_stays_in_the_me(tmp_path: Path) -> None:
+def test_pure_music_stays_in_the_me(separate, tmp_path: Path) -> None:
     mix = _scaled(_pad(SR * 6, np.random.default_rng(12)), 0.1)  # shape: (frames, 2)
-    stems = _run_stage(tmp_path, mix, "stereo")
+    stems = separate(tmp_path, mix, "stereo")
     _assert_sums(stems, mix)
     # Measured: DX 24.0 dB below the mix (30 dB on one mono channel: the attenuation cap).
     assert 10 * np.log10(np.sum(stems["DX"] ** 2) / np.sum(mix**2)) < -20.0
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nan_or_inf_in_mix_names_the_second(bad: float, speech: np.ndarray, tmp_path: Path) -> None:
+def test_nan_or_inf_in_mix_names_the_second(separate, bad: float, speech: np.ndarray, tmp_path: Path) -> None:
     mix = np.stack([speech[: SR * 3], speech[SR : SR * 4]], axis=1)  # shape: (frames, 2)
     mix[int(SR * 2.5), 1] = bad
     with pytest.raises(StageError, match=r"channel R .*2\.500 s \(second 2\)"):
-        _run_stage(tmp_path, mix, "stereo")
+        separate(tmp_path, mix, "stereo")
 
 
 @pytest.mark.parametrize(
@@ -324,8 +286,11 @@ def test_attenuation_limit_keeps_background_in_dialogue(speech: np.ndarray) -> N
     noise = _background(SR * 3, 0.05, seed=7)
     levels_db = {}
     for limit_db in (None, 6.0):
-        with dfn3.Dfn3Dialogue(atten_lim_db=limit_db) as model:
-            out = np.concatenate([model.process(noise), model.flush()])
+        stream = dfn3.Dfn3Stream(atten_lim_db=limit_db)
+        try:
+            out = np.concatenate([stream.process(noise[:, None])[DIALOGUE], stream.flush()[DIALOGUE]])[:, 0]
+        finally:
+            stream.close()
         levels_db[limit_db] = 20 * np.log10(out[SR:].std() / noise[SR:].std())
     # With a 6 dB cap the background is pulled down by about 6 dB, not further.
     assert -8.0 < levels_db[6.0] < -4.0
@@ -392,20 +357,21 @@ def test_split_does_not_depend_on_block_sizes(chord_and_hits) -> None:
         ("7.1", "all", (("L", "R"), ("Lrs", "Rrs"), ("Lss", "Rss"), ("C",))),
     ],
 )
-def test_cinesep_hears_partners_as_pairs(layout: str, mode: str, expected: tuple[tuple[str, ...], ...]) -> None:
+def test_stereo_partners_are_heard_as_pairs(layout: str, mode: str, expected: tuple[tuple[str, ...], ...]) -> None:
     names = LAYOUT_CHANNELS[layout]
-    groups = cinesep_groups(searched_channels(layout, mode, names), names)
-    assert tuple(tuple(names[c] for c in group) for group in groups) == expected
+    searched = tuple(names[c] for c in searched_channels(layout, mode, names))
+    groups = stereo_pairs(tuple(range(len(searched))), searched)
+    assert tuple(tuple(searched[s] for s in group) for group in groups) == expected
 
 
-def test_cinesep_backend_resums_and_leaves_unsearched_channels_in_the_me(speech: np.ndarray, tmp_path: Path) -> None:
+def test_cinesep_backend_resums_and_leaves_unsearched_channels_in_the_me(separate, speech: np.ndarray, tmp_path: Path) -> None:
     frames = SR * 9 + 7  # three 4-s chunks and a ragged end
     names = LAYOUT_CHANNELS["5.1"]
     rng = np.random.default_rng(21)
     mix = (0.02 * rng.standard_normal((frames, 6))).astype(np.float32)  # shape: (frames, 6)
     for name, gain in (("L", 0.3), ("R", 0.3), ("C", 1.0)):
         mix[:, names.index(name)] += gain * speech[:frames]
-    stems = _run_stage(tmp_path, mix, "5.1", backend="cinesep", dialogue_channels="front")
+    stems = separate(tmp_path, mix, "5.1", backend="cinesep", dialogue_channels="front")
     _assert_sums(stems, mix)
     for name in ("LFE", "Ls", "Rs"):
         c = names.index(name)
@@ -415,6 +381,6 @@ def test_cinesep_backend_resums_and_leaves_unsearched_channels_in_the_me(speech:
         assert stems["DX"][:, names.index(name)].any()
 
 
-def test_cinesep_backend_keeps_a_short_stereo_mix_whole(speech: np.ndarray, tmp_path: Path) -> None:
+def test_cinesep_backend_keeps_a_short_stereo_mix_whole(separate, speech: np.ndarray, tmp_path: Path) -> None:
     mix = np.stack([speech[SR : SR + 300], 0.5 * speech[2 * SR : 2 * SR + 300]], axis=1)  # shape: (300, 2)
-    _assert_sums(_run_stage(tmp_path, mix, "stereo", backend="cinesep"), mix)
+    _assert_sums(separate(tmp_path, mix, "stereo", backend="cinesep"), mix)

@@ -8,36 +8,42 @@ at its ``audio.sample_rate``), overlapping ``inference.num_overlap`` times:
 - the stream is cut at 48 kHz into chunks of ``chunk_samples`` starting every
   ``hop_samples``, with ``chunk_samples - hop_samples`` zeros before the first
   sample, so every sample is covered by ``num_overlap`` chunks;
-- each chunk is resampled to the model's rate (torchaudio), separated on the
-  stage's device, and resampled back to exactly ``chunk_samples``;
+- each chunk is resampled to the model's rate, separated on the stage's
+  device, and resampled back to exactly ``chunk_samples``;
 - the chunk's stems are made to sum to the chunk's mixture (the residual the
   model leaves is shared among the stems in proportion to their power);
 - the chunks are overlap-added with a window that is never zero and divided
   by the sum of the windows, so every output sample is a weighted average of
   consistent estimates and the stems still sum to the mix.
 
-Only the chunks that overlap samples not yet written are kept, so memory
-does not grow with the programme's length; the output is sample-aligned with
-the input and exactly as long.
+The chunking is :class:`~dubprep.stages.backends.streaming.ChunkedStream`'s;
+one stream hears every searched signal, the signals a batch of the mono
+network. ``model`` (a registered name, ``dubprep models list``, or a model
+directory relative to the project file; None: ``bandit-v2-dnr3-multi``) is
+located in the project's models dir when the project is loaded.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-import torchaudio
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pymss_core import ModelTypeDetectionError, detect_model_type, get_model_from_config, load_config, unwrap_state_dict
 
+from dubprep import models
+from dubprep.audio_io import SAMPLE_RATE, resample
+from dubprep.checksums import sha256_file
+from dubprep.params import RelativeToProject
 from dubprep.errors import ModelError
-from dubprep.models import ModelFiles, model_files, sha256_file
-from dubprep.stages.backends.overlap_add import Chunk, Piece, overlap_add
+from dubprep.models import ModelFiles, model_files
+from dubprep.stages.backends.separation import DIALOGUE, EFFECTS, MUSIC, SeparationBackend, SeparationStream, all_together
+from dubprep.stages.backends.streaming import ChunkedStream, ChunkPlan, padded_tail, share_by_power, sine_squared_window
 
-SAMPLE_RATE = 48_000
 DEFAULT_MODEL = "bandit-v2-dnr3-multi"
 ARCHITECTURES = ("bandit", "bandit_v2")
 # The model's stem names -> the stage's three stems, in the order the separator returns them.
@@ -45,25 +51,6 @@ STEM_NAMES = {"speech": "speech", "music": "music", "sfx": "effects", "effects":
 STEMS = ("speech", "music", "effects")
 # Lightning checkpoints (e.g. Zenodo's checkpoint-multi.ckpt) keep the network's weights under "model.".
 _LIGHTNING_PREFIX = "model."
-
-
-def chunk_window(length_samples: int) -> np.ndarray:
-    """sin^2 window sampled half a sample off its zeros: positive everywhere, (length_samples,) float32."""
-    return (np.sin(np.pi * (np.arange(length_samples) + 0.5) / length_samples) ** 2).astype(np.float32)
-
-
-def consistent(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
-    """``stems`` (signals, 3, frames) corrected to sum to ``mixture`` (signals, frames).
-
-    The residual ``mixture - sum(stems)`` goes to the stems in proportion to
-    their power over the chunk (equally when all are silent), so a stem the
-    model left silent gets none of it.
-    """
-    residual = mixture - stems.sum(axis=1)  # shape: (signals, frames)
-    power = np.sum(stems.astype(np.float64) ** 2, axis=-1, keepdims=True)  # shape: (signals, 3, 1)
-    total = power.sum(axis=1, keepdims=True)  # shape: (signals, 1, 1)
-    share = np.divide(power, total, out=np.full_like(power, 1 / len(STEMS)), where=total > 0)
-    return (stems + share.astype(np.float32) * residual[:, None, :]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -164,78 +151,83 @@ def _stem_order(path: Path, names: list[str]) -> tuple[int, ...]:
     return tuple(roles.index(stem) for stem in STEMS)
 
 
-class BanditSeparator:
-    """Streams mono 48 kHz signals through a :class:`BanditModel`.
+def _registered_bandit(value: str | None) -> str | None:
+    """ValueError when ``value`` names a registered model of another architecture."""
+    registered = models.registry().get(value)
+    if registered is not None and registered.architecture not in ARCHITECTURES:
+        runs = [m.name for m in models.registry().values() if m.architecture in ARCHITECTURES]
+        raise ValueError(f"{value} is a {registered.architecture} model; the bandit backend runs: {', '.join(runs)}")
+    return value
 
-    Feed consecutive blocks, one (frames,) array per signal, to
-    :meth:`process`, and call :meth:`flush` once at the end: the concatenated
-    outputs, each (signals, 3, k) with speech, music and effects, are
-    sample-aligned with the input, exactly as long, and sum to it.
+
+class BanditParams(BaseModel):
+    """``model``: a registered name (``dubprep models list``) or a model directory; None: ``bandit-v2-dnr3-multi``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Annotated[str | None, RelativeToProject(unless=lambda value, folder: value in models.registry())] = Field(
+        default=None, validate_default=True
+    )
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _located(cls, value: str | None, info: ValidationInfo) -> str:
+        """The model's directory: a registered one in the project's models dir, or the directory given."""
+        _registered_bandit(value)
+        return str(models.locate(value or DEFAULT_MODEL, (info.context or {}).get("models_dir")))
+
+
+class Bandit(SeparationBackend):
+    """Speech and music from a Bandit v2 / BandIt Plus model, all searched signals in one batch."""
+
+    Params = BanditParams
+    stems = (DIALOGUE, MUSIC)
+    grouping = staticmethod(all_together)
+
+    def weights_checksum(self, params: BanditParams) -> str:
+        return checkpoint_checksum(Path(params.model))
+
+    def open(self, params: BanditParams, channels: list[int], device: str) -> list[BanditStream]:
+        model = load_model(Path(params.model), device)
+        return [BanditStream(model, count) for count in channels]
+
+
+class BanditStream(SeparationStream):
+    """Signals (frames, signals) streamed through a :class:`BanditModel`: {'dialogue', 'music', 'effects'}: (k, signals) out.
+
+    The outputs, concatenated, are sample-aligned with the input, exactly as
+    long, and the three stems sum to it.
     """
 
     def __init__(self, model: BanditModel, signals: int) -> None:
-        self._model = model
-        self._window = chunk_window(model.chunk_samples)
-        lead = model.chunk_samples - model.hop_samples
-        self._input = np.zeros((signals, lead), dtype=np.float32)  # the stream from _input_start on
-        self._input_start = 0
-        self._pieces: deque[Piece] = deque(maxlen=model.chunk_samples // model.hop_samples)
-        self._next_offset = 0  # where the next chunk starts
-        self._written_to = lead  # stream samples before this are output (the lead is padding)
-        self._end = lead  # one past the last fed sample
+        plan = ChunkPlan(
+            model.chunk_samples, model.hop_samples, padded_tail, lead_samples=model.chunk_samples - model.hop_samples
+        )
+        window = sine_squared_window(model.chunk_samples)
+        self._chunks = ChunkedStream(
+            plan, lambda mixtures: separate_chunk(model, mixtures[0])[None], signals, len(STEMS), lambda _: window
+        )
 
-    def process(self, blocks: list[np.ndarray]) -> np.ndarray:
-        """Feed one block (frames,) per signal; return the stems now complete (signals, 3, k)."""
-        block = np.stack(blocks).astype(np.float32, copy=False)  # shape: (signals, frames)
-        self._input = np.concatenate([self._input, block], axis=1)
-        self._end += block.shape[1]
-        done = []
-        while self._next_offset + self._model.chunk_samples <= self._input_start + self._input.shape[1]:
-            done.append(self._run_chunk())
-        return self._joined(done)
+    def process(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        return self._stems(self._chunks.process(block))
 
-    def flush(self) -> np.ndarray:
-        """Run the last chunks over zeros past the end; return the remaining stems (signals, 3, k)."""
-        done = []
-        while self._written_to < self._end:
-            missing = self._next_offset + self._model.chunk_samples - (self._input_start + self._input.shape[1])
-            pad = np.zeros((self._input.shape[0], max(0, missing)), dtype=np.float32)
-            self._input = np.concatenate([self._input, pad], axis=1)
-            done.append(self._run_chunk())
-        return self._joined(done)
+    def flush(self) -> dict[str, np.ndarray]:
+        return self._stems(self._chunks.flush())
 
-    def _run_chunk(self) -> np.ndarray:
-        """Separate the next chunk; return the stems of the fed samples no later chunk covers."""
-        chunk = Chunk(self._next_offset, self._model.chunk_samples)
-        start = chunk.offset_samples - self._input_start
-        mixture = self._input[:, start : start + chunk.length_samples]  # shape: (signals, chunk)
-        self._pieces.append((chunk, consistent(separate_chunk(self._model, mixture), mixture), self._window))
-        self._next_offset += self._model.hop_samples
-        # The first chunks end inside the lead (padding): nothing of theirs is ready alone.
-        ready_to = max(self._written_to, min(self._next_offset, self._end))
-        span = Chunk(self._written_to, ready_to - self._written_to)
-        self._written_to = ready_to
-        drop = self._next_offset - self._input_start
-        self._input, self._input_start = self._input[:, drop:], self._next_offset
-        return overlap_add(span, list(self._pieces))
-
-    def _joined(self, parts: list[np.ndarray]) -> np.ndarray:
-        if not parts:
-            return np.zeros((self._input.shape[0], len(STEMS), 0), dtype=np.float32)
-        return np.concatenate(parts, axis=-1)
+    @staticmethod
+    def _stems(stems: np.ndarray) -> dict[str, np.ndarray]:
+        """Speech, music and effects (k, signals) of stems (3, signals, k)."""
+        return {DIALOGUE: stems[0].T, MUSIC: stems[1].T, EFFECTS: stems[2].T}
 
 
 def separate_chunk(model: BanditModel, mixture: np.ndarray) -> np.ndarray:
-    """Speech, music and effects (signals, 3, chunk) of a 48 kHz ``mixture`` (signals, chunk)."""
+    """Speech, music and effects (3, signals, chunk) of a 48 kHz ``mixture`` (signals, chunk), summing to it."""
     frames = mixture.shape[1]
-    audio = torch.from_numpy(np.ascontiguousarray(mixture)).to(model.device)
+    audio = resample(mixture, SAMPLE_RATE, model.sample_rate)
     with torch.inference_mode():
-        if model.sample_rate != SAMPLE_RATE:
-            audio = torchaudio.functional.resample(audio, SAMPLE_RATE, model.sample_rate)
-        stems = model.network(audio[:, None, :])  # shape: (signals, model stems, 1, model frames)
-        stems = stems[:, list(model.stem_order), 0, :]  # shape: (signals, 3, model frames)
-        if model.sample_rate != SAMPLE_RATE:
-            stems = torchaudio.functional.resample(stems, model.sample_rate, SAMPLE_RATE)
-        stems = stems[..., :frames].cpu().numpy()
+        stems = model.network(torch.from_numpy(audio).to(model.device)[:, None, :])  # shape: (signals, stems, 1, t)
+        stems = stems[:, list(model.stem_order), 0, :].cpu().numpy()  # shape: (signals, 3, model frames)
+    stems = resample(stems, model.sample_rate, SAMPLE_RATE)[..., :frames]
     # Resampling may come back a sample short; the window is ~0 at the chunk's edges.
-    return np.pad(stems, ((0, 0), (0, 0), (0, frames - stems.shape[-1])))
+    stems = np.pad(stems, ((0, 0), (0, 0), (0, frames - stems.shape[-1])))
+    return share_by_power(stems.transpose(1, 0, 2), mixture)  # shape: (3, signals, chunk)

@@ -5,73 +5,44 @@ ship inside the package (``weights/cinesep.pt``, sha256 pinned in the model
 registry, ``models.yaml``, as ``cinesep``) and was trained with the recipe
 in ``training/`` on Debian-packaged audio only.
 
-Streaming: the mix is cut into chunks of ``CHUNK_SAMPLES`` (4 s, the
-training length) every ``HOP_SAMPLES`` (3 s); each chunk is separated on
-its own and the overlapping 1 s is cross-faded by :func:`overlap_add`. Every
+Streaming: :class:`~dubprep.stages.backends.streaming.ChunkedStream` cuts
+the signal into chunks of ``CHUNK_SAMPLES`` (4 s, the training length)
+every ``HOP_SAMPLES`` (3 s), the last ones cut short at the end; each chunk
+is separated on its own and the overlapping 1 s is cross-faded. Every
 chunk's stems sum to that chunk of the mix, and a weighted average of such
-estimates does too, so the stems re-sum to the mix; a final
-:func:`~dubprep.stages.backends.cinesep_net.project_to_mix` in float32 makes
-that exact to rounding. Memory is a few chunks whatever the length.
-
-Interface for the stage (one :class:`CineSepStream` per stereo pair or mono
-channel)::
-
-    net = load_shipped(device)                  # ModelError if the weights are missing/altered
-    stream = CineSepStream(net, channels=2)     # channels: 1 or 2
-    for block in blocks:                         # (frames, channels) float32
-        write(stream.process(block))             # (3, k, channels): dialogue, music, effects
-    write(stream.flush())                        # the rest; outputs total exactly the input frames
-
-The stems lag the input by up to one chunk (4 s) inside the stream; the
-outputs, concatenated, are sample-aligned with the input.
+estimates does too; :func:`~dubprep.stages.backends.cinesep_net.project_to_mix`
+in float32 makes that exact to rounding. A stereo pair is heard whole (the
+network does its own mid/side analysis), a mono channel as a centred pair.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from dubprep import models
+from dubprep.audio_io import SAMPLE_RATE
+from dubprep.checksums import verified_sha256
 from dubprep.errors import ModelError
-from dubprep.stages.backends.cinesep_net import SAMPLE_RATE, STEMS, CineSepNet, NetConfig, project_to_mix
-from dubprep.stages.backends.overlap_add import Chunk, Piece, overlap_add
+from dubprep.stages.backends.cinesep_net import STEMS, CineSepNet, NetConfig, project_to_mix
+from dubprep.stages.backends.separation import DIALOGUE, EFFECTS, MUSIC, SeparationBackend, SeparationStream, stereo_pairs
+from dubprep.stages.backends.streaming import ChunkedStream, ChunkPlan, crossfade_weights, trimmed_tail
 
 MODEL_NAME = "cinesep"
 CHUNK_SAMPLES = 4 * SAMPLE_RATE
 FADE_SAMPLES = SAMPLE_RATE  # overlap between consecutive chunks
 HOP_SAMPLES = CHUNK_SAMPLES - FADE_SAMPLES
 _BATCH_CHUNKS = 4  # chunks per forward pass: a 10-s block is about three
-
-
-def chunk_weights(length: int) -> np.ndarray:
-    """Cross-fade weights (length,) of a chunk: raised-cosine ramps over ``FADE_SAMPLES`` at both ends.
-
-    Every weight is above zero (the ramps start half a sample in), so a
-    frame covered by a single chunk, at the very start or end of the mix,
-    still has a normaliser above zero.
-    """
-    weights = np.ones(length)
-    ramp = np.sin(np.pi / 2 * (np.arange(min(FADE_SAMPLES, length)) + 0.5) / FADE_SAMPLES) ** 2
-    weights[: len(ramp)] = np.minimum(weights[: len(ramp)], ramp)
-    weights[length - len(ramp) :] = np.minimum(weights[length - len(ramp) :], ramp[::-1])
-    return weights
+_REEXPORT = "reinstall dubprep, or re-export them with: python -m training.export"
 
 
 def verify_weights(path: Path, expected_sha256: str) -> None:
     """ModelError naming ``expected_sha256`` if ``path`` is missing or its sha256 differs."""
-    if not path.is_file():
-        raise ModelError(
-            f"cinesep weights not found at {path} (expected sha256 {expected_sha256}); "
-            f"reinstall dubprep, or re-export them with: python -m training.export"
-        )
-    actual = models.sha256_file(path)
-    if actual != expected_sha256:
-        raise ModelError(
-            f"cinesep weights at {path} have sha256 {actual}, expected {expected_sha256}; the file is "
-            f"corrupt or from another version: reinstall dubprep, or re-export with: python -m training.export"
-        )
+    verified_sha256(path, expected_sha256, "cinesep weights", _REEXPORT)
 
 
 def load_net(path: Path, expected_sha256: str, device: str = "cpu") -> CineSepNet:
@@ -107,14 +78,29 @@ def weights_checksum() -> str:
     return shipped_weights()[1]
 
 
-class CineSepStream:
+class CineSep(SeparationBackend):
+    """dubprep's own network: dialogue and music of each stereo pair, or of a channel heard alone."""
+
+    stems = (DIALOGUE, MUSIC)
+    grouping = staticmethod(stereo_pairs)
+    mid_side = False
+
+    def weights_checksum(self, params: BaseModel) -> str:
+        return weights_checksum()
+
+    def open(self, params: BaseModel, channels: list[int], device: str) -> list[CineSepStream]:
+        net = load_shipped(device)
+        return [CineSepStream(net, count) for count in channels]
+
+
+class CineSepStream(SeparationStream):
     """Streaming separation of one mono or stereo 48 kHz signal into dialogue, music and effects.
 
     :meth:`process` takes consecutive float32 blocks (frames, channels) and
-    returns the stems (3, k, channels) completed so far (stems in the order
-    of :data:`STEMS`); :meth:`flush` returns the rest. Concatenated, the
-    outputs are exactly as long as the input and sample-aligned with it; the
-    three stems sum to the input. Mono is separated as a centred stereo pair.
+    returns {'dialogue', 'music', 'effects'}: (k, channels), the samples
+    completed so far; :meth:`flush` returns the rest. Concatenated, the
+    outputs are exactly as long as the input and sample-aligned with it, and
+    the three stems sum to it.
     """
 
     def __init__(self, net: CineSepNet, channels: int) -> None:
@@ -123,65 +109,33 @@ class CineSepStream:
         self._net = net
         self._channels = channels
         self._device = next(net.parameters()).device
-        self._buffer = np.zeros((0, 2), dtype=np.float32)  # input from frame _emitted on
-        self._next_offset = 0  # where the next chunk starts
-        self._fed = 0
-        self._emitted = 0
-        self._pieces: list[Piece] = []
+        plan = ChunkPlan(CHUNK_SAMPLES, HOP_SAMPLES, trimmed_tail, batch_chunks=_BATCH_CHUNKS)
+        self._chunks = ChunkedStream(
+            plan, self._separate, 2, len(STEMS), functools.partial(crossfade_weights, fade_samples=FADE_SAMPLES),
+            _projected,
+        )
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Feed ``block`` (frames, channels); return the stems now complete (3, k, channels)."""
+    def process(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Feed ``block`` (frames, channels); return the stems now complete, (k, channels) each."""
         stereo = np.repeat(block, 2, axis=1) if self._channels == 1 else block
-        self._buffer = np.concatenate([self._buffer, stereo.astype(np.float32)])
-        self._fed += len(block)
-        ready = []
-        offset = self._next_offset
-        while offset + CHUNK_SAMPLES <= self._fed:
-            ready.append(Chunk(offset, CHUNK_SAMPLES))
-            offset += HOP_SAMPLES
-        self._run(ready)
-        return self._emit(self._next_offset)
+        return self._stems(self._chunks.process(stereo))
 
-    def flush(self) -> np.ndarray:
-        """Separate what is left (the last chunks, shorter); return the remaining stems (3, k, channels)."""
-        remaining = []
-        offset = self._next_offset
-        while offset < self._fed:
-            remaining.append(Chunk(offset, min(CHUNK_SAMPLES, self._fed - offset)))
-            if offset + CHUNK_SAMPLES >= self._fed:
-                break
-            offset += HOP_SAMPLES
-        self._run(remaining)
-        return self._emit(self._fed)
+    def flush(self) -> dict[str, np.ndarray]:
+        """Separate what is left (the last chunks, shorter); return the remaining stems."""
+        return self._stems(self._chunks.flush())
 
-    def _run(self, chunks: list[Chunk]) -> None:
-        """Separate ``chunks`` (from the buffer) and keep their estimates; move past them."""
-        for first in range(0, len(chunks), _BATCH_CHUNKS):
-            batch = chunks[first : first + _BATCH_CHUNKS]
-            mixes = np.zeros((len(batch), 2, CHUNK_SAMPLES), dtype=np.float32)
-            for row, chunk in enumerate(batch):
-                start = chunk.offset_samples - self._emitted
-                mixes[row, :, : chunk.length_samples] = self._buffer[start : start + chunk.length_samples].T
-            with torch.inference_mode():
-                stems = self._net(torch.from_numpy(mixes).to(self._device)).cpu().numpy()  # shape: (n, 3, 2, CHUNK)
-            for row, chunk in enumerate(batch):
-                estimate = stems[row, :, :, : chunk.length_samples]  # shape: (3, 2, length)
-                self._pieces.append((chunk, estimate, chunk_weights(chunk.length_samples)))
-        if chunks:
-            self._next_offset = chunks[-1].offset_samples + HOP_SAMPLES
+    def _separate(self, mixtures: np.ndarray) -> np.ndarray:
+        """Stems (chunks, 3, 2, CHUNK_SAMPLES) of stereo mixtures (chunks, 2, CHUNK_SAMPLES)."""
+        with torch.inference_mode():
+            return self._net(torch.from_numpy(mixtures).to(self._device)).cpu().numpy()
 
-    def _emit(self, until: int) -> np.ndarray:
-        """The stems of frames [emitted, until): no chunk still to come covers them."""
-        until = min(until, self._fed)
-        if until <= self._emitted:
-            return np.zeros((len(STEMS), 0, self._channels), dtype=np.float32)
-        span = Chunk(self._emitted, until - self._emitted)
-        mix, self._buffer = self._buffer[: span.length_samples], self._buffer[span.length_samples :]
-        averaged = torch.from_numpy(overlap_add(span, self._pieces))  # shape: (3, 2, frames)
-        # Re-sum exactly in float32: the average of chunk estimates sums to the mix only to rounding.
-        stems = project_to_mix(averaged, torch.from_numpy(mix.T)).transpose(1, 2).numpy()  # shape: (3, frames, 2)
-        self._pieces = [piece for piece in self._pieces if piece[0].end_samples > until]
-        self._emitted = until
+    def _stems(self, stems: np.ndarray) -> dict[str, np.ndarray]:
+        """Each stem (k, channels) of stereo stems (3, 2, k): mono takes the pair's mean."""
         if self._channels == 1:
-            stems = stems.mean(axis=2, keepdims=True)  # shape: (3, frames, 1)
-        return np.ascontiguousarray(stems, dtype=np.float32)
+            stems = stems.mean(axis=1, keepdims=True)  # shape: (3, 1, k)
+        return {name: np.ascontiguousarray(stem.T) for name, stem in zip((DIALOGUE, MUSIC, EFFECTS), stems)}
+
+
+def _projected(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """Stems (3, 2, k) that sum to ``mixture`` (2, k) exactly in float32 (the network's own projection)."""
+    return project_to_mix(torch.from_numpy(stems), torch.from_numpy(mixture)).numpy()

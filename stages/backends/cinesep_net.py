@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-SAMPLE_RATE = 48_000
+from dubprep.audio_io import SAMPLE_RATE
 FFT_SAMPLES = 2048
 HOP_SAMPLES = 512
 BINS = FFT_SAMPLES // 2 + 1
