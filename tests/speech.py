@@ -8,12 +8,14 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+from pyannote.database.util import load_rttm
 
 import pyannote.audio
 
 SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
 SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
 SAMPLE_RTTM = SAMPLE_DIR / "sample.rttm"
+REFERENCE = next(iter(load_rttm(SAMPLE_RTTM).values()))  # the sample's reference turns (pyannote's)
 
 
 def sample_speech_48k() -> np.ndarray:
@@ -33,3 +35,11 @@ def speech_with_background(path: Path, duration_s: float, seed: int = 0) -> Path
     mix = np.stack([speech * 0.9 + chord, speech * 0.8 + chord * 0.7], axis=1) + noise  # shape: (frames, 2)
     sf.write(path, mix.astype(np.float32), 48000, subtype="FLOAT")
     return path
+
+
+def one_speaker_of_sample(label: str) -> np.ndarray:
+    """The parts of the sample where only ``label`` speaks, joined; shape: (frames,)."""
+    speech = sample_speech_48k()
+    others = REFERENCE.subset([label], invert=True).get_timeline().support()
+    alone = REFERENCE.label_timeline(label).support().extrude(others)
+    return np.concatenate([speech[round(s.start * 48000) : round(s.end * 48000)] for s in alone])

@@ -11,16 +11,17 @@ from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 from pydantic import ValidationError
 
-from diarize_run import REFERENCE, diarize, one_speaker_of_sample
+from dubprep.audio_io import MonoReader
 from dubprep.media import LAYOUT_CHANNELS
-from dubprep.stages.backends.builtin_diarizer import WINDOW_SAMPLES, _mel_batch, assign, speech_frames
-from dubprep.stages.backends.vad import MonoSource, SpeechRegion
-from dubprep.stages.diarize import DiarizeParams
-from speech import SAMPLE_WAV, sample_speech_48k
+from dubprep.stages.backends.builtin_diarizer import assign, speech_frames
+from dubprep.stages.backends.speaker_embedding import WINDOW_SAMPLES, _mel_batch
+from dubprep.stages.diarize import DiarizeStage
+from dubprep.vad import SpeechRegion
+from speech import REFERENCE, SAMPLE_WAV, one_speaker_of_sample, sample_speech_48k
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> Path:
+def sample_run(diarize, tmp_path_factory) -> Path:
     return diarize(tmp_path_factory.mktemp("sample"), sample_speech_48k())
 
 
@@ -54,19 +55,19 @@ def test_outputs_agree_and_are_well_formed(sample_run):
         assert np.linalg.norm(centroids[name]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_one_speaker_is_one_speaker(tmp_path):
+def test_one_speaker_is_one_speaker(diarize, tmp_path):
     work = diarize(tmp_path, one_speaker_of_sample("speaker91"))
     assert json.loads((work / "turns.json").read_text())["speakers"] == ["SPK01"]
 
 
-def test_more_speakers_asked_than_heard_warns_and_keeps_what_is_found(tmp_path, caplog):
+def test_more_speakers_asked_than_heard_warns_and_keeps_what_is_found(diarize, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="test.diarize"):
         work = diarize(tmp_path, one_speaker_of_sample("speaker91")[: 5 * 48000], num_speakers=4)
     assert json.loads((work / "turns.json").read_text())["speakers"] == ["SPK01"]
     assert "fewer than the 4 asked for" in caplog.text
 
 
-def test_silence_gives_empty_outputs_and_a_warning(tmp_path, caplog):
+def test_silence_gives_empty_outputs_and_a_warning(diarize, tmp_path, caplog):
     quiet = np.random.default_rng(0).normal(0.0, 1e-4, 5 * 48000).astype(np.float32)
     with caplog.at_level(logging.WARNING, logger="test.diarize"):
         work = diarize(tmp_path, quiet)
@@ -82,7 +83,7 @@ def test_downmix_skips_lfe_and_spans_join_exactly(tmp_path):
     block[:, 2] = 0.5 * np.sin(2 * np.pi * 1000 * t)
     block[:, 3] = 0.9 * np.sin(2 * np.pi * 40 * t)
     sf.write(tmp_path / "dx.wav", block, 48000, subtype="FLOAT")
-    source = MonoSource.open(tmp_path / "dx.wav", LAYOUT_CHANNELS["5.1"])
+    source = MonoReader.open(tmp_path / "dx.wav", LAYOUT_CHANNELS["5.1"])
     whole = source.read(0, source.samples)
     joined = np.concatenate([source.read(start, 1000) for start in range(0, source.samples, 1000)])
     np.testing.assert_allclose(joined, whole, atol=1e-6)
@@ -94,12 +95,12 @@ def test_downmix_skips_lfe_and_spans_join_exactly(tmp_path):
 
 def test_speaker_settings_validated():
     with pytest.raises(ValidationError, match="min_speakers 4 is above max_speakers 2"):
-        DiarizeParams(min_speakers=4, max_speakers=2)
+        DiarizeStage.validate_params({"min_speakers": 4, "max_speakers": 2})
     bad_settings = ({"num_speakers": 0}, {"num_speakers": 51}, {"backend": "pyannote"}, {"vad_threshold": 1.0})
     for bad in (*bad_settings, {"clusters": 2}):
         with pytest.raises(ValidationError):
-            DiarizeParams(**bad)
-    assert DiarizeParams(num_speakers=3).speaker_range == (3, 3)
+            DiarizeStage.validate_params(bad)
+    assert DiarizeStage.validate_params({"num_speakers": 3}).speaker_range == (3, 3)
 
 
 def _voice_frames(voice: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +150,7 @@ def test_pauses_under_0_3_s_stay_within_a_stretch():
     assert frames.stretches.tolist() == [0] * (10 + 8) + [1] * 7
 
 
-def test_a_breath_does_not_end_a_turn_but_a_pause_does(tmp_path):
+def test_a_breath_does_not_end_a_turn_but_a_pause_does(diarize, tmp_path):
     # 2 s of real speech, 0.2 s of silence, 2 s, 1 s of silence, 2 s: the 0.2-s pause
     # lies inside a turn, the 1-s pause inside none.
     speech = one_speaker_of_sample("speaker91")

@@ -18,11 +18,11 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from pydantic import ValidationError
 from scipy.signal import resample_poly
 
-from diarize_run import REFERENCE, diarize, one_speaker_of_sample
+from dubprep.cache import key_params
 from dubprep.config import load_project
 from dubprep.errors import ConfigError, StageError
-from dubprep.stages.diarize import DiarizeParams, DiarizeStage
-from speech import SAMPLE_WAV, sample_speech_48k
+from dubprep.stages.diarize import DiarizeStage
+from speech import REFERENCE, SAMPLE_WAV, one_speaker_of_sample, sample_speech_48k
 
 PROGRAMME_S = 18.0
 # Where each speaker talks alone, after the programme (pyannote's sample.rttm).
@@ -49,7 +49,7 @@ def hypothesis_mapping(work: Path) -> dict[str, str]:
     return DiarizationErrorRate().optimal_mapping(reference, hypothesis)
 
 
-def test_reference_clips_name_the_right_speakers(tmp_path):
+def test_reference_clips_name_the_right_speakers(diarize, tmp_path):
     alice, bob = write_clip(tmp_path / "alice.flac", "speaker90"), write_clip(tmp_path / "bob.flac", "speaker91")
     work = diarize(tmp_path / "run", programme(), speakers={"ALICE": alice, "BOB": bob})
     turns = json.loads((work / "turns.json").read_text())
@@ -58,7 +58,7 @@ def test_reference_clips_name_the_right_speakers(tmp_path):
     assert sorted(np.load(work / "speakers.npz").files) == ["ALICE", "BOB"]
 
 
-def test_unnamed_speakers_are_numbered_without_the_named_ones(tmp_path):
+def test_unnamed_speakers_are_numbered_without_the_named_ones(diarize, tmp_path):
     bob = write_clip(tmp_path / "bob.flac", "speaker91")
     work = diarize(tmp_path / "run", programme(), speakers={"BOB": bob})
     assert sorted(json.loads((work / "turns.json").read_text())["speakers"]) == ["BOB", "SPK01"]
@@ -66,7 +66,7 @@ def test_unnamed_speakers_are_numbered_without_the_named_ones(tmp_path):
 
 
 @pytest.mark.parametrize(("heard", "absent"), [("speaker91", "speaker90"), ("speaker90", "speaker91")])
-def test_clip_of_a_voice_not_in_the_programme_names_nobody(tmp_path, caplog, heard, absent):
+def test_clip_of_a_voice_not_in_the_programme_names_nobody(diarize, tmp_path, caplog, heard, absent):
     alice = write_clip(tmp_path / "alice.flac", absent)
     with caplog.at_level(logging.INFO, logger="test.diarize"):
         work = diarize(tmp_path / "run", one_speaker_of_sample(heard), speakers={"ALICE": alice})
@@ -74,7 +74,7 @@ def test_clip_of_a_voice_not_in_the_programme_names_nobody(tmp_path, caplog, hea
     assert "no speaker matches the reference clip of ALICE" in caplog.text
 
 
-def test_silent_clip_fails_naming_the_file(tmp_path):
+def test_silent_clip_fails_naming_the_file(diarize, tmp_path):
     quiet = tmp_path / "quiet.wav"
     sf.write(quiet, np.random.default_rng(0).normal(0.0, 1e-4, 3 * 16000).astype(np.float32), 16000)
     with pytest.raises(StageError, match=r"quiet\.wav: no speech found in the reference clip of ALICE"):
@@ -102,14 +102,17 @@ def test_speaker_names_validated(tmp_path):
     bad_names = {"": "must not be empty", "SPK02": "kept for unnamed speakers"}
     for name, message in bad_names.items():
         with pytest.raises(ValidationError, match=message):
-            DiarizeParams(speakers={name: clip})
+            DiarizeStage.validate_params(dict(speakers={name: clip}))
     with pytest.raises(ValidationError, match="differ only in case: ALICE"):
-        DiarizeParams(speakers={"Alice": clip, "ALICE": clip})
+        DiarizeStage.validate_params(dict(speakers={"Alice": clip, "ALICE": clip}))
 
 
-def test_changing_a_clip_changes_the_cache_key(tmp_path):
+def test_the_cache_key_follows_a_clips_content_not_its_path(tmp_path):
     clip = write_clip(tmp_path / "alice.flac", "speaker90")
-    params = DiarizeParams(speakers={"ALICE": clip})
-    before = DiarizeStage().model_checksum(params)
+    before = key_params(DiarizeStage.validate_params(dict(speakers={"ALICE": clip})))
+    moved = tmp_path / "elsewhere" / "alice.flac"
+    moved.parent.mkdir()
+    moved.write_bytes(clip.read_bytes())
+    assert key_params(DiarizeStage.validate_params(dict(speakers={"ALICE": moved}))) == before
     write_clip(clip, "speaker91")
-    assert DiarizeStage().model_checksum(params) != before
+    assert key_params(DiarizeStage.validate_params(dict(speakers={"ALICE": clip}))) != before

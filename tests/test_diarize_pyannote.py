@@ -27,11 +27,10 @@ from pyannote.audio.models.segmentation import PyanNet
 from pyannote.database.util import load_rttm
 from pydantic import ValidationError
 
-from diarize_run import diarize
 from dubprep.config import load_project
 from dubprep.errors import ModelError
 from dubprep.stages.backends import pyannote_diarizer
-from dubprep.stages.diarize import DiarizeParams, DiarizeStage
+from dubprep.stages.diarize import DiarizeStage
 from speech import SAMPLE_WAV, sample_speech_48k
 
 CHUNK_S = 5.0
@@ -119,7 +118,7 @@ def pipeline_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory, pipeline_folder) -> Path:
+def sample_run(diarize, tmp_path_factory, pipeline_folder) -> Path:
     return diarize(
         tmp_path_factory.mktemp("pyannote"), sample_speech_48k(), backend="pyannote",
         pyannote_pipeline=str(pipeline_folder),
@@ -161,7 +160,7 @@ def test_overlap_flags_come_from_overlapping_turns(sample_run):
         assert turn["overlap"] == overlapped
 
 
-def test_more_speakers_asked_than_heard_warns_instead_of_crashing(tmp_path, pipeline_folder, caplog):
+def test_more_speakers_asked_than_heard_warns_instead_of_crashing(diarize, tmp_path, pipeline_folder, caplog):
     """pyannote's own k-means raises when asked for more speakers than it has voice embeddings."""
     with caplog.at_level(logging.WARNING, logger="test.diarize"):
         work = diarize(
@@ -175,7 +174,7 @@ def test_more_speakers_asked_than_heard_warns_instead_of_crashing(tmp_path, pipe
     assert sorted(np.load(work / "speakers.npz").files) == sorted(turns["speakers"])
 
 
-def test_reference_clip_is_embedded_by_the_pipeline_model(tmp_path, pipeline_folder, caplog):
+def test_reference_clip_is_embedded_by_the_pipeline_model(diarize, tmp_path, pipeline_folder, caplog):
     """Random models find every voice alike, so the clip names the speaker that has a centroid."""
     clip = tmp_path / "alice.wav"
     speech, rate = sf.read(SAMPLE_WAV, dtype="float32")
@@ -197,11 +196,11 @@ def test_reference_clip_is_embedded_by_the_pipeline_model(tmp_path, pipeline_fol
     [("config.yaml", "pyannote.audio pipeline folder"), ("embedding/pytorch_model.bin", "names it (embedding)"),
      ("plda/plda.npz", "names it (plda)")],
 )
-def test_incomplete_folder_fails_naming_the_missing_file(tmp_path, pipeline_folder, missing, names):
+def test_incomplete_folder_fails_naming_the_missing_file(diarize, tmp_path, pipeline_folder, missing, names):
     folder = tmp_path / "copy"
     shutil.copytree(pipeline_folder, folder)
     (folder / missing).unlink()
-    params = DiarizeParams(backend="pyannote", pyannote_pipeline=str(folder))
+    params = DiarizeStage.validate_params({"backend": "pyannote", "pyannote_pipeline": str(folder)})
     with pytest.raises(ModelError, match=rf"{re.escape(str(folder / missing))}: not found.*{re.escape(names)}"):
         DiarizeStage().model_checksum(params)
     with pytest.raises(ModelError, match=rf"{re.escape(str(folder / missing))}: not found"):
@@ -211,7 +210,7 @@ def test_incomplete_folder_fails_naming_the_missing_file(tmp_path, pipeline_fold
 def test_cache_key_follows_the_folder_contents(tmp_path, pipeline_folder):
     folder = tmp_path / "copy"
     shutil.copytree(pipeline_folder, folder)
-    params = DiarizeParams(backend="pyannote", pyannote_pipeline=str(folder))
+    params = DiarizeStage.validate_params({"backend": "pyannote", "pyannote_pipeline": str(folder)})
     before = DiarizeStage().model_checksum(params)
     (folder / ".git").mkdir()
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
@@ -241,12 +240,15 @@ def test_hub_id_offline_fails_clearly(tmp_path):
 
 def test_pyannote_needs_a_pipeline_and_a_missing_path_is_named():
     with pytest.raises(ValidationError, match="backend pyannote needs pyannote_pipeline"):
-        DiarizeParams(backend="pyannote")
+        DiarizeStage.validate_params({"backend": "pyannote"})
     with pytest.raises(ModelError, match="/no/such/pipeline: no such folder"):
         pyannote_diarizer.load_pipeline("/no/such/pipeline", "cpu")
     with pytest.raises(ModelError, match="/no/such/pipeline: no such folder"):
-        DiarizeStage().model_checksum(DiarizeParams(backend="pyannote", pyannote_pipeline="/no/such/pipeline"))
-    hub = DiarizeParams(backend="pyannote", pyannote_pipeline="pyannote/speaker-diarization-community-1")
+        DiarizeStage().model_checksum(
+            DiarizeStage.validate_params({"backend": "pyannote", "pyannote_pipeline": "/no/such/pipeline"})
+        )
+    hub_id = "pyannote/speaker-diarization-community-1"
+    hub = DiarizeStage.validate_params({"backend": "pyannote", "pyannote_pipeline": hub_id})
     assert DiarizeStage().model_checksum(hub) == DiarizeStage().model_checksum(hub)
 
 

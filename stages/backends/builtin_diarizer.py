@@ -3,9 +3,9 @@
 Method (every window is read from disk on demand, so memory grows with the
 amount of speech only, 1 KB per 0.1 s of speech):
 
-1. Silero VAD finds speech regions (:mod:`dubprep.stages.backends.vad`).
+1. Silero VAD finds speech regions (:mod:`dubprep.vad`).
 2. Every 0.1 s of speech gets a Resemblyzer embedding of the 1.2 s of audio
-   centred on it. 1.2 s was the best of 0.6-1.6 s at labelling frames from
+   centred on it (:mod:`~dubprep.stages.backends.speaker_embedding`). 1.2 s was the best of 0.6-1.6 s at labelling frames from
    known speaker centroids, on pyannote's sample and on conversations of
    Debian's ARCTIC and Allison voices alike: shorter windows are noisy,
    longer ones blur turn changes.
@@ -30,41 +30,34 @@ more and different-speaker similarity 0.86 or less on those recordings;
 
 from __future__ import annotations
 
-import functools
+import importlib.resources
 import itertools
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
-import torch
 from pyannote.core import Annotation, Segment
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.cluster import KMeans
 
-from dubprep.errors import ModelError
+from dubprep.audio_io import SPEECH_RATE, ArraySource, MonoReader, Source
+from dubprep.checksums import sha256_file
 from dubprep.progress import ProgressHook
-from dubprep.stages.backends.vad import MODEL_RATE, MonoSource, Source, SpeechRegion
+from dubprep.stages.backends.diarization import URI, Diarization, DiarizationBackend
+from dubprep.stages.backends.speaker_embedding import DIMENSION, WINDOW_SAMPLES, embed_windows
+from dubprep.vad import SpeechRegion, detect_speech
 
-FRAME_SAMPLES = MODEL_RATE // 10  # one label per 0.1 s
-WINDOW_SAMPLES = MODEL_RATE * 12 // 10  # 1.2 s of audio per embedding
-MEL_HOP_SAMPLES = MODEL_RATE // 100  # Resemblyzer's mel hop, 10 ms
-MEL_FFT_SAMPLES = MODEL_RATE * 25 // 1000  # and its 25-ms mel window
-_MEL_BANDS = 40
-WINDOW_MEL_FRAMES = WINDOW_SAMPLES // MEL_HOP_SAMPLES + 1  # 121: its spectrogram of 1.2 s (centred frames)
-# Frames whose 25 ms reach past a window's ends, where Resemblyzer hears zeros.
-_EDGE_FRAMES = np.array([0, 1, WINDOW_MEL_FRAMES - 2, WINDOW_MEL_FRAMES - 1])
+FRAME_SAMPLES = SPEECH_RATE // 10  # one label per 0.1 s
 _CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side overlap
 _MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1500
 _MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
 _MAX_INITIAL_CLUSTERS = 20
 _SPEAKER_RUN_FRAMES = 20  # 2 s: a run this long is a speaker talking, not windows straddling a turn change
 _ALONE_SHARE = 0.25  # a cluster heard alone for less of its speech than this is no speaker
-_BRIDGE_SAMPLES = MODEL_RATE * 3 // 10  # a pause under 0.3 s is a breath within a line, not a turn's end
+_BRIDGE_SAMPLES = SPEECH_RATE * 3 // 10  # a pause under 0.3 s is a breath within a line, not a turn's end
 _CONNECTED = 1e-6  # second Laplacian eigenvalue above this: the pruned graph is connected
-_TARGET_DBFS = -30.0  # Resemblyzer's training level (audio_norm_target_dBFS)
-_BATCH = 64  # windows per encoder call
-_BATCH_SPAN = MODEL_RATE * 8  # and at most 8 s of audio read for them
 
 
 @dataclass(frozen=True)
@@ -82,33 +75,6 @@ class Frames:
     stretches: np.ndarray  # shape: (frames,)
 
 
-@dataclass(frozen=True)
-class Diarization:
-    """Turns labelled by cluster index and each cluster's unit-norm centroid."""
-
-    annotation: Annotation
-    centroids: np.ndarray  # shape: (speakers, 256), row i is label i
-
-    @property
-    def exclusive(self) -> Annotation:
-        """Turns with one speaker at a time: one label per frame makes them the turns themselves."""
-        return self.annotation
-
-
-@functools.cache
-def load_encoder(device: str) -> torch.nn.Module:
-    """Resemblyzer's speaker encoder from the weights inside its wheel, on ``device``."""
-    from resemblyzer import VoiceEncoder
-
-    try:
-        return VoiceEncoder(device=device, verbose=False).eval()
-    except Exception as err:  # resemblyzer raises a bare Exception for missing weights
-        raise ModelError(
-            f"resemblyzer: its bundled pretrained.pt could not be loaded ({err}); reinstall it "
-            "with 'pip install --force-reinstall resemblyzer==0.1.4'"
-        ) from err
-
-
 def speech_frames(regions: list[SpeechRegion]) -> Frames:
     """Cut every region into 0.1 s frames (the last one of a region may be shorter)."""
     starts, ends, owners = [], [], []
@@ -123,102 +89,13 @@ def speech_frames(regions: list[SpeechRegion]) -> Frames:
     return Frames((start + end) // 2, start, end, np.concatenate(owners))
 
 
-def _mel_batch(audio: np.ndarray, window_starts: np.ndarray) -> torch.Tensor:
-    """Level-normalised mel spectrograms of windows of ``audio``, as Resemblyzer makes them; shape: (windows, 121, 40).
-
-    Windows whose starts (samples into ``audio``) differ by whole 10-ms mel
-    hops are rows of one spectrogram: one STFT per such group (windows of a
-    speech region are 0.1 s apart, so a batch has about a group per region
-    it spans) instead of one per window, which overlap twelvefold. Only the
-    two outermost frames at either end of a window, where Resemblyzer pads
-    the window with zeros, are computed apart. Resemblyzer's mel is power,
-    so levelling a window's audio to -30 dBFS is scaling its rows by the
-    squared gain.
-    """
-    from resemblyzer.audio import wav_to_mel_spectrogram
-
-    needed = int(window_starts.max()) + WINDOW_SAMPLES
-    audio = np.pad(audio, (0, max(0, needed - len(audio))))
-    windows = np.empty((len(window_starts), WINDOW_MEL_FRAMES, _MEL_BANDS), np.float32)
-    phases = window_starts % MEL_HOP_SAMPLES
-    for phase in np.unique(phases):
-        group = phases == phase
-        first, last = int(window_starts[group].min()), int(window_starts[group].max())
-        mel = wav_to_mel_spectrogram(audio[first : last + WINDOW_SAMPLES])  # shape: (1 + span // 160, 40)
-        rows = (window_starts[group] - first)[:, None] // MEL_HOP_SAMPLES + np.arange(WINDOW_MEL_FRAMES)
-        windows[group] = mel[rows]  # shape: (group windows, 121, 40)
-    windows[:, _EDGE_FRAMES] = _edge_frames(audio, window_starts)
-    squares = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
-    rms = np.sqrt((squares[window_starts + WINDOW_SAMPLES] - squares[window_starts]) / WINDOW_SAMPLES) + 1e-9
-    gain = (10 ** (_TARGET_DBFS / 20) / rms) ** 2  # shape: (windows,)
-    return torch.from_numpy((windows * gain[:, None, None]).astype(np.float32))
-
-
-def _edge_frames(audio: np.ndarray, window_starts: np.ndarray) -> np.ndarray:
-    """Mel frames ``_EDGE_FRAMES`` of each window alone, zeros beyond its ends; shape: (windows, 4, 40).
-
-    librosa's centred STFT as Resemblyzer calls it: periodic Hann window,
-    power spectrum, Slaney mel filters.
-    """
-    import librosa
-
-    basis = _mel_basis()
-    starts = window_starts[:, None, None]
-    centres = starts + _EDGE_FRAMES[:, None] * MEL_HOP_SAMPLES  # shape: (windows, 4, 1)
-    at = centres - MEL_FFT_SAMPLES // 2 + np.arange(MEL_FFT_SAMPLES)  # shape: (windows, 4, 400)
-    inside = (at >= starts) & (at < starts + WINDOW_SAMPLES)
-    segments = np.where(inside, audio[np.clip(at, 0, len(audio) - 1)], 0.0)
-    hann = librosa.filters.get_window("hann", MEL_FFT_SAMPLES, fftbins=True)
-    power = np.abs(np.fft.rfft(segments * hann, axis=-1)) ** 2  # shape: (windows, 4, 201)
-    return power @ basis.T
-
-
-@functools.cache
-def _mel_basis() -> np.ndarray:
-    """Resemblyzer's mel filters; shape: (40, 201)."""
-    import librosa
-
-    return librosa.filters.mel(sr=MODEL_RATE, n_fft=MEL_FFT_SAMPLES, n_mels=_MEL_BANDS)
-
-
-def _batches(window_starts: np.ndarray) -> Iterator[slice]:
-    """Runs of up to ``_BATCH`` windows that start within ``_BATCH_SPAN`` of the run's first."""
-    first = 0
-    while first < len(window_starts):
-        limit = np.searchsorted(window_starts, window_starts[first] + _BATCH_SPAN, side="right")
-        last = min(first + _BATCH, max(first + 1, limit))
-        yield slice(first, last)
-        first = last
-
-
-def embed_frames(source: Source, frames: Frames, device: str, progress: ProgressHook) -> np.ndarray:
-    """Unit-norm embedding of the 1.2 s around every frame; shape: (frames, 256).
-
-    Windows are clamped inside the programme, so a frame near its start or
-    end is embedded from the first or last 1.2 s. Audio is read per batch
-    of neighbouring windows (at most ~9 s), never for the whole file.
-    """
-    encoder = load_encoder(device)
-    window_starts = np.clip(frames.centres - WINDOW_SAMPLES // 2, 0, max(0, source.samples - WINDOW_SAMPLES))
-    out = np.zeros((len(window_starts), 256), np.float32)
-    progress.start("diarize: speaker embeddings", len(window_starts))
-    with torch.inference_mode():
-        for batch in _batches(window_starts):
-            starts = window_starts[batch]
-            audio = source.read(int(starts[0]), int(starts[-1] - starts[0]) + WINDOW_SAMPLES)
-            out[batch] = encoder(_mel_batch(audio, starts - starts[0]).to(device)).cpu().numpy()
-            progress.advance(len(starts))
-    progress.finish()
-    return out
-
-
 def embed_speech(source: Source, regions: list[SpeechRegion], device: str, progress: ProgressHook) -> np.ndarray:
     """One unit-norm embedding of all of ``regions``: the mean of their frames' embeddings; shape: (256,).
 
     Built like a cluster centroid, so it compares with the centroids of
     :func:`diarize_regions` (e.g. a reference clip of a known actor).
     """
-    embeddings = embed_frames(source, speech_frames(regions), device, progress)
+    embeddings = embed_windows(source, speech_frames(regions).centres, device, progress)
     return _centroids(embeddings, np.zeros(len(embeddings), int), 1)[0]
 
 
@@ -321,7 +198,7 @@ def cluster(
     ``similarity`` and stops at that count.
     """
     spacing = np.median(np.diff(centres)) if len(centres) > 1 else FRAME_SAMPLES
-    min_size = max(2, round(_MIN_CLUSTER_S * MODEL_RATE / spacing))
+    min_size = max(2, round(_MIN_CLUSTER_S * SPEECH_RATE / spacing))
     labels = _over_cluster(embeddings, centres, min_size)
     return _merge(embeddings, labels, -np.inf if low == high else similarity, low, high)
 
@@ -410,13 +287,13 @@ def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
     """Runs of equal labels within a stretch as turns (seconds)."""
     annotation = Annotation(uri=uri)
     for first, last in zip(*_runs(labels, frames.stretches)):
-        segment = Segment(frames.starts[first] / MODEL_RATE, frames.ends[last - 1] / MODEL_RATE)
+        segment = Segment(frames.starts[first] / SPEECH_RATE, frames.ends[last - 1] / SPEECH_RATE)
         annotation[segment] = int(labels[first])
     return annotation
 
 
 def diarize_regions(
-    source: MonoSource,
+    source: MonoReader,
     regions: list[SpeechRegion],
     speakers: tuple[int, int],
     similarity: float,
@@ -426,7 +303,7 @@ def diarize_regions(
 ) -> Diarization:
     """Speaker turns over ``regions`` of ``source`` with ``speakers`` = (fewest, most); models on ``device``."""
     frames = speech_frames(regions)
-    embeddings = embed_frames(source, frames, device, progress)
+    embeddings = embed_windows(source, frames.centres, device, progress)
     stride = max(_CLUSTER_STRIDE, -(-len(embeddings) // _MAX_CLUSTERED))
     sampled = embeddings[::stride]
     low, high = min(speakers[0], len(sampled)), min(speakers[1], len(sampled))
@@ -435,4 +312,50 @@ def diarize_regions(
     labels, centroids = assign(embeddings, initial, frames.stretches, np.inf if low == high else similarity, low)
     if len(centroids) < speakers[0]:
         log.warning("heard %d speaker(s), fewer than the %d asked for", len(centroids), speakers[0])
-    return Diarization(to_annotation(frames, labels, "programme"), centroids)
+    # One label per frame: the turns are their own exclusive turns.
+    turns = to_annotation(frames, labels, URI)
+    return Diarization(turns, turns, centroids)
+
+
+class BuiltinParams(BaseModel):
+    """Two voice clusters whose centroids have a cosine similarity of
+    ``speaker_similarity`` or more are one speaker: lower it if one actor is
+    split in two, raise it if two actors are merged.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speaker_similarity: float = Field(default=0.9, gt=0.0, lt=1.0)
+
+
+class Builtin(DiarizationBackend):
+    """Silero VAD, Resemblyzer embeddings and clustering: offline, weights from wheels."""
+
+    Params = BuiltinParams
+
+    def weights_checksum(self, params: BaseModel) -> str:
+        return sha256_file(Path(str(importlib.resources.files("resemblyzer") / "pretrained.pt")))
+
+    def open(self, params: BaseModel, device: str, log: logging.Logger, progress: ProgressHook) -> BuiltinDiarizer:
+        return BuiltinDiarizer(params, device, log, progress)
+
+
+@dataclass(frozen=True)
+class BuiltinDiarizer:
+    """The builtin backend with a project's settings (``params`` has the diarize stage's keys too)."""
+
+    params: BaseModel
+    device: str
+    log: logging.Logger
+    progress: ProgressHook
+
+    def diarize(self, source: MonoReader, speakers: tuple[int, int]) -> Diarization:
+        regions = detect_speech(source, self.params.vad_threshold, self.progress)
+        if not regions:
+            return Diarization.empty(DIMENSION)
+        return diarize_regions(
+            source, regions, speakers, self.params.speaker_similarity, self.device, self.log, self.progress
+        )
+
+    def embed(self, source: ArraySource, regions: list[SpeechRegion]) -> np.ndarray:
+        return embed_speech(source, regions, self.device, self.progress)

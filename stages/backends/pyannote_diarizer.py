@@ -22,40 +22,62 @@ builtin backend, which streams.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from traceback import walk_tb as traceback_frames
+from typing import Annotated
 
 import numpy as np
 import torch
-import torchaudio
 import yaml
 from pyannote.audio import Pipeline
-from pyannote.core import Annotation
+from pyannote.audio.pipelines.speaker_verification import PretrainedSpeakerEmbedding
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dubprep.cache import sha256_file
+from dubprep.audio_io import SPEECH_RATE, ArraySource, MonoReader, resample
+from dubprep.checksums import sha256_folder
 from dubprep.errors import ModelError
+from dubprep.params import RelativeToProject
 from dubprep.progress import ProgressHook
-from dubprep.stages.backends.vad import MODEL_RATE, ArraySource, MonoSource, SpeechRegion
+from dubprep.stages.backends.diarization import URI, Diarization, DiarizationBackend
+from dubprep.vad import SpeechRegion
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 CONFIG = "config.yaml"
 # Files pyannote.audio 4.0 reads from a "$model/<folder>" entry of config.yaml, by key.
 _ASSETS = {"plda": ("xvec_transform.npz", "plda.npz")}
 _MODEL_ASSETS = ("pytorch_model.bin",)
-_READ_BLOCK = MODEL_RATE * 600  # 10 min of 16 kHz audio per read of the stem
+_READ_BLOCK = SPEECH_RATE * 600  # 10 min of 16 kHz audio per read of the stem
 
 
-@dataclass(frozen=True)
-class PyannoteDiarization:
-    """Turns labelled by cluster index i, row i of ``centroids``."""
+def _not_a_folder(value: str, folder: Path) -> bool:
+    """A ``pyannote_pipeline`` that is no folder next to the project file is a Hugging Face id."""
+    return not (folder / value).is_dir()
 
-    annotation: Annotation  # may overlap: two people talking at once
-    exclusive: Annotation  # one speaker at a time, same labels
-    centroids: np.ndarray  # shape: (speakers, dimension), unit norm (zero for a speaker without one)
+
+class PyannoteParams(BaseModel):
+    """``pyannote_pipeline`` (required): a pipeline folder (relative to the project file) or a Hugging Face id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pyannote_pipeline: Annotated[str | None, RelativeToProject(unless=_not_a_folder)] = Field(
+        default=None, validate_default=True
+    )
+
+    @field_validator("pyannote_pipeline")
+    @classmethod
+    def _given(cls, value: str | None) -> str:
+        if not value:
+            raise ValueError(
+                "backend pyannote needs pyannote_pipeline: a pipeline folder holding config.yaml and its "
+                "models, or a Hugging Face id such as pyannote/speaker-diarization-community-1"
+            )
+        return value
 
 
 def check_folder(folder: Path) -> None:
@@ -83,16 +105,10 @@ def check_folder(folder: Path) -> None:
 def pipeline_checksum(source: str) -> str:
     """sha256 of a local pipeline folder's files (relative paths and contents), or of a hub id."""
     folder = Path(source)
-    digest = hashlib.sha256()
     if not folder.is_dir():
-        digest.update(f"huggingface:{_hub_id(source)}".encode())
-        return digest.hexdigest()
+        return hashlib.sha256(f"huggingface:{_hub_id(source)}".encode()).hexdigest()
     check_folder(folder)
-    relative = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    for name in relative:
-        if not any(part.startswith(".") for part in name.split("/")):  # .git, .cache: not the pipeline
-            digest.update(name.encode() + b"\0" + sha256_file(folder / name).encode())
-    return digest.hexdigest()
+    return sha256_folder(folder)
 
 
 def load_pipeline(source: str, device: str) -> Pipeline:
@@ -167,7 +183,7 @@ class _ProgressBridge:
             self.progress.finish()
 
 
-def _programme(source: MonoSource) -> torch.Tensor:
+def _programme(source: MonoReader) -> torch.Tensor:
     """The whole stem as mono 16 kHz, read in blocks; shape: (1, samples)."""
     starts = range(0, source.samples, _READ_BLOCK)
     blocks = [source.read(start, min(_READ_BLOCK, source.samples - start)) for start in starts]
@@ -175,49 +191,79 @@ def _programme(source: MonoSource) -> torch.Tensor:
     return torch.from_numpy(audio)[None]  # shape: (1, samples)
 
 
-def diarize(
-    pipeline: Pipeline, source: MonoSource, num_speakers: int | None, min_speakers: int, max_speakers: int,
-    progress: ProgressHook, log: logging.Logger,
-) -> PyannoteDiarization:
-    """Run ``pipeline`` on ``source`` with dubprep's validated speaker count settings.
+def _raised_by_kmeans(error: ValueError) -> bool:
+    """Whether ``error`` comes from the k-means pyannote runs to force a speaker count.
 
-    Asked for more speakers than it has clean voice embeddings, pyannote's
-    k-means raises; the pipeline then runs again choosing the count itself
-    (at most the count asked for) and a warning says so.
+    Asked for more speakers than it has clean voice embeddings, that
+    k-means refuses to run; told by where it was raised, not its wording.
     """
-    file = {"waveform": _programme(source), "sample_rate": MODEL_RATE, "uri": "programme"}
-    try:
-        output = pipeline(
-            file, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
-            hook=_ProgressBridge(progress),
-        )
-    except ValueError as err:
-        if "n_clusters" not in str(err):  # scikit-learn: n_samples=N should be >= n_clusters=K
-            raise
-        fewest, most = num_speakers or min_speakers, num_speakers or max_speakers
-        log.warning("diarize: pyannote hears fewer distinct voices than the %d asked for; counting them itself", fewest)
-        output = pipeline(file, min_speakers=1, max_speakers=most, hook=_ProgressBridge(progress))
-    # speaker_embeddings rows follow speaker_diarization.labels() order.
-    clusters = {label: index for index, label in enumerate(output.speaker_diarization.labels())}
-    centroids = np.asarray(output.speaker_embeddings, np.float32)
-    # A speaker pyannote found no clean speech for has a zero or NaN row: keep it as "no centroid".
-    centroids[~np.isfinite(centroids).all(axis=1)] = 0.0
-    centroids = _unit_rows(centroids)
-    return PyannoteDiarization(
-        output.speaker_diarization.rename_labels(clusters),
-        output.exclusive_speaker_diarization.rename_labels(clusters),
-        centroids,
-    )
+    frames = [frame for frame, _ in traceback_frames(error.__traceback__)]
+    return bool(frames) and frames[-1].f_globals.get("__name__", "").startswith("sklearn.cluster")
 
 
-def embed_speech(pipeline: Pipeline, source: ArraySource, regions: list[SpeechRegion]) -> np.ndarray:
-    """The pipeline's unit-norm speaker embedding of ``regions`` of ``source`` joined; shape: (dimension,)."""
-    # pyannote.audio 4.0 keeps the pipeline's speaker embedding inference in ``_embedding``.
-    embedding = pipeline._embedding
-    speech = torch.from_numpy(np.concatenate([source.read(r.start, r.end - r.start) for r in regions]))
-    if embedding.sample_rate != MODEL_RATE:
-        speech = torchaudio.functional.resample(speech, MODEL_RATE, embedding.sample_rate)
-    return _unit_rows(embedding(speech[None, None]))[0]  # shape: (1, 1, samples) in, (1, dimension) out
+class Pyannote(DiarizationBackend):
+    """A pyannote.audio 4.x pipeline from a local folder or Hugging Face."""
+
+    Params = PyannoteParams
+
+    def weights_checksum(self, params: PyannoteParams) -> str:
+        return pipeline_checksum(params.pyannote_pipeline)
+
+    def open(self, params: BaseModel, device: str, log: logging.Logger, progress: ProgressHook) -> PyannoteDiarizer:
+        pipeline = load_pipeline(params.pyannote_pipeline, device)
+        return PyannoteDiarizer(pipeline, params.num_speakers, log, progress, device)
+
+
+@dataclass(frozen=True)
+class PyannoteDiarizer:
+    """A loaded pipeline with the project's speaker count settings."""
+
+    pipeline: Pipeline
+    num_speakers: int | None
+    log: logging.Logger
+    progress: ProgressHook
+    device: str
+
+    def diarize(self, source: MonoReader, speakers: tuple[int, int]) -> Diarization:
+        """Run the pipeline on ``source`` with dubprep's validated speaker count settings.
+
+        Asked for more speakers than it has clean voice embeddings, pyannote's
+        k-means raises; the pipeline then runs again choosing the count itself
+        (at most the count asked for) and a warning says so.
+        """
+        file = {"waveform": _programme(source), "sample_rate": SPEECH_RATE, "uri": URI}
+        fewest, most = speakers
+        try:
+            output = self.pipeline(
+                file, num_speakers=self.num_speakers, min_speakers=fewest, max_speakers=most,
+                hook=_ProgressBridge(self.progress),
+            )
+        except ValueError as err:
+            if not _raised_by_kmeans(err):
+                raise
+            self.log.warning("diarize: pyannote hears fewer distinct voices than the %d asked for; counting them itself", fewest)
+            output = self.pipeline(file, min_speakers=1, max_speakers=most, hook=_ProgressBridge(self.progress))
+        # speaker_embeddings rows follow speaker_diarization.labels() order.
+        clusters = {label: index for index, label in enumerate(output.speaker_diarization.labels())}
+        centroids = np.asarray(output.speaker_embeddings, np.float32)
+        # A speaker pyannote found no clean speech for has a zero or NaN row: keep it as "no centroid".
+        centroids[~np.isfinite(centroids).all(axis=1)] = 0.0
+        turns = output.speaker_diarization.rename_labels(clusters)
+        if turns and len(turns.labels()) < fewest:
+            self.log.warning("heard %d speaker(s), fewer than the %d asked for", len(turns.labels()), fewest)
+        return Diarization(turns, output.exclusive_speaker_diarization.rename_labels(clusters), _unit_rows(centroids))
+
+    @functools.cached_property
+    def _embedding(self) -> PretrainedSpeakerEmbedding:
+        """The pipeline's speaker model, loaded from the pipeline's public ``embedding`` setting."""
+        return PretrainedSpeakerEmbedding(self.pipeline.embedding, device=torch.device(self.device))
+
+    def embed(self, source: ArraySource, regions: list[SpeechRegion]) -> np.ndarray:
+        """The pipeline's speaker model's unit-norm embedding of ``regions`` of ``source`` joined; shape: (dimension,)."""
+        embedding = self._embedding
+        speech = np.concatenate([source.read(r.start, r.end - r.start) for r in regions])
+        speech = torch.from_numpy(resample(speech, SPEECH_RATE, embedding.sample_rate))
+        return _unit_rows(embedding(speech[None, None]))[0]  # shape: (1, 1, samples) in, (1, dimension) out
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -18,18 +18,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from pyannote.core import Annotation
 from scipy.optimize import linear_sum_assignment
-from scipy.signal import resample_poly
 
+from dubprep.audio_io import SPEECH_RATE, ArraySource, resample
 from dubprep.errors import MediaError, StageError
 from dubprep.progress import ProgressHook
-from dubprep.stages.backends.vad import MODEL_RATE, ArraySource, SpeechRegion, detect_speech
+from dubprep.vad import SpeechRegion, detect_speech
 
 # Embeds the speech ``regions`` of a clip into one unit-norm vector; shape: (dimension,).
 Embedder = Callable[[ArraySource, list[SpeechRegion]], np.ndarray]
@@ -53,9 +52,7 @@ def read_mono_16k(path: Path, name: str) -> np.ndarray:
         raise MediaError(
             f"{path}: the reference clip of {name} cannot be read ({err}); give a WAV, FLAC, AIFF or OGG file"
         ) from err
-    mono = audio.mean(axis=1)
-    common = gcd(rate, MODEL_RATE)
-    return resample_poly(mono, MODEL_RATE // common, rate // common).astype(np.float32)
+    return resample(audio.mean(axis=1), rate, SPEECH_RATE)
 
 
 def load_clips(speakers: dict[str, Path], vad_threshold: float, progress: ProgressHook) -> list[ReferenceClip]:
