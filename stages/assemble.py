@@ -36,20 +36,20 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks
+from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono, iter_blocks
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
 from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
 from dubprep.errors import StageError
-from dubprep.media import LAYOUT_CHANNELS, MediaInfo
+from dubprep.media import LAYOUT_CHANNELS, STEMS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
-from dubprep.qc import QcInputs, QcLimits, run_qc
-from dubprep.stage import Stage, StageContext
+from dubprep.qc.result import QcInputs, QcLimits
+from dubprep.qc.run import run_qc
+from dubprep.stage import Stage, StageContext, register
 from dubprep.timecode import FrameRate, timecode_to_samples
 
 _FORMATS = {16: ("PCM_16", "16b"), 24: ("PCM_24", "24b"), 32: ("FLOAT", "32f")}
 _TEMPLATE_FIELDS = {"title", "asset", "channels", "format"}
 _AUDIO_ONLY_RATE = "25"
-SEPARATED = ("DX", "ME", "MX", "FX")  # separate's float stems, each delivered as it is
 GUIDE = "DX-GUIDE"
 _TURN_LISTS = {"both": "turns", "exclusive": "exclusive_turns"}  # turns.json list that gates the speaker stems
 
@@ -117,21 +117,18 @@ class Programme:
         return timecode_to_samples(self.start_timecode, self.rate)
 
 
+@register
 class AssembleStage(Stage):
     name = "assemble"
+    position = 90
+    folder = "deliverables"
     inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
     outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
-    def code_modules(self, params: AssembleParams) -> tuple[str, ...]:
-        return (
-            __name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode", "dubprep.otio_timeline", "dubprep.qc",
-            "dubprep.qc_report",
-        )
-
     def run(self, ctx: StageContext) -> None:
         programme = _programme(MediaInfo.load(ctx.inputs["media.json"]), ctx)
-        for asset in SEPARATED:
+        for asset in STEMS:
             stem = ctx.inputs[f"{asset}.wav"]
             if audio_info(stem).frames != programme.media.frames:
                 raise StageError(f"{stem}: length differs from the mix; rerun with --force separate")
@@ -152,7 +149,7 @@ class AssembleStage(Stage):
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
         qc = QcInputs(
             work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
-            separated={asset: ctx.inputs[f"{asset}.wav"] for asset in SEPARATED}, media=programme.media,
+            separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
             source=ctx.media, layouts=writer.layouts,
         )
@@ -163,7 +160,7 @@ def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, lis
     """Every stem, one pass per separated stem: ME, MX and FX as they are, then DX and what is made of it."""
     layout = programme.media.layout
     writer = StemFiles(ctx, programme)
-    ctx.progress.start("assemble", programme.media.frames * len(SEPARATED))
+    ctx.progress.start("assemble", programme.media.frames * len(STEMS))
     for asset in ("ME", "MX", "FX"):
         writer.render(ctx.inputs[f"{asset}.wav"], [Copy(asset, layout)])
     dialogue: list[StemRender] = [Copy("DX", layout)]
@@ -297,22 +294,6 @@ def exclusive_gains(speakers: list[list[Turn]], block_start: int, block_frames: 
 
 GainRule = Callable[[list[list[Turn]], int, int, int], np.ndarray]
 _GAINS: dict[str, GainRule] = {"both": overlapping_gains, "exclusive": exclusive_gains}
-
-
-def fold_to_mono(block: np.ndarray, channel_names: tuple[str, ...]) -> np.ndarray:
-    """DX folded to one channel: ``block`` shape (frames, channels) -> (frames, 1).
-
-    Stereo: the mean of L and R, so a line centred between them keeps its
-    level (their sum would be 6 dB hotter and clip on loud lines). 5.1 and
-    7.1: the sum of every channel but the LFE, not a mean, because dialogue
-    sits mostly in C and a mean would lower it by the channel count (5.1's
-    five: -14 dB); the LFE holds no dialogue. Never normalised: a clip
-    that still passes full scale is reported by QC's clipping check.
-    """
-    if len(channel_names) == 2:
-        return block.mean(axis=1, keepdims=True)  # shape: (frames, 1)
-    keep = [index for index, name in enumerate(channel_names) if name != "LFE"]
-    return block[:, keep].sum(axis=1, keepdims=True)  # shape: (frames, 1)
 
 
 class StemRender(Protocol):

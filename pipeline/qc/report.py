@@ -20,12 +20,12 @@ from matplotlib.figure import Figure
 
 from dubprep.audio_io import SAMPLE_RATE
 from dubprep.media import LAYOUT_CHANNELS
-from dubprep.timecode import FrameRate, in_timecode, out_timecode
+from dubprep.timecode import in_timecode, span_timecodes
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dubprep.qc import Check, QcResult, StemScan
+    from dubprep.qc.result import Check, QcResult, StemScan
 
 _DPI = 100
 _LANE_HEIGHT_IN = 0.55
@@ -76,11 +76,6 @@ def write_report(path: Path, result: QcResult) -> None:
         f"<body>{''.join(sections)}</body></html>\n"
     )
     path.write_text(page, encoding="utf-8")
-
-
-def span_timecodes(start_s: float, end_s: float, start_timecode: str, rate: FrameRate) -> str:
-    """'01:00:05:00-01:00:12:03': the frames a span covers, [in, out), on the picture's timeline."""
-    return f"{in_timecode(start_timecode, start_s, rate)}-{out_timecode(start_timecode, end_s, rate)}"
 
 
 def _e(text: str) -> str:
