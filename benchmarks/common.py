@@ -51,7 +51,7 @@ def _measure(stage: str, params: dict, inputs: dict[str, Path], media: Path, wor
     module, _, name = stage.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     work_dir.mkdir(parents=True, exist_ok=False)
-    ctx = StageContext(cls.Params(**params), inputs, work_dir, media, logging.getLogger(f"bench.{cls.name}"))
+    ctx = StageContext(cls.validate_params(params), inputs, work_dir, media, logging.getLogger(f"bench.{cls.name}"))
     start_rss_mib = _current_rss_mib()
     wall_start, cpu_start = time.perf_counter(), _cpu_s()
     cls().run(ctx)

@@ -48,7 +48,8 @@ from pathlib import Path
 
 import psutil
 
-from dubprep.engine import LOG_NAME, STAGE_NAMES
+from dubprep.engine import LOG_NAME
+from dubprep.stage import stage_names
 from dubprep.tools import find_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -236,7 +237,7 @@ def main() -> None:
         shutil.rmtree(output, ignore_errors=True)
         # 10 % over what the last, shorter programme's outputs took per second.
         check_space(output, int(output_bytes_per_s * minutes * 60 * 1.1))
-        runs = [run_stage(stage, media, output) for stage in STAGE_NAMES]
+        runs = [run_stage(stage, media, output) for stage in stage_names()]
         report_runs(runs, minutes * 60)
         output_bytes_per_s = folder_bytes(output) / (minutes * 60)
         print(f"    outputs: {output_bytes_per_s * minutes * 60 / 2**30:.2f} GiB in {output}")

@@ -34,7 +34,7 @@ import soundfile as sf
 import yaml
 
 from common import StageRun, run_stage
-from dubprep.stages.separate import SeparateParams
+from dubprep.stages.separate import SeparateStage
 from sepdata import CLIP_S, PACKAGES, SR, find_sources, make_clip, unpacked_root, write_clip
 
 STEMS = ("dialogue", "music", "effects", "M&E")
@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     params = {key: yaml.safe_load(value) for key, _, value in (p.partition("=") for p in args.param)}
     print_header(args.clips, args.seed)
-    print(f"separate stage parameters: {SeparateParams(**params)!r}")
+    print(f"separate stage parameters: {SeparateStage.validate_params(params)!r}")
     rows, runs, loads = [], [], []
     with tempfile.TemporaryDirectory(prefix="dubprep-sepbench-") as tmp:
         with multiprocessing.get_context("spawn").Pool(1) as pool:

@@ -32,7 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dubprep.config import load_project
-from dubprep.engine import LOG_NAME, STAGE_NAMES, Engine, RunOptions
+from dubprep.engine import LOG_NAME, Engine, RunOptions
+from dubprep.stage import stage_names
 from dubprep.errors import ConfigError, DubprepError
 
 _CONNECT_TIMEOUT_S = 10
@@ -264,14 +265,14 @@ def summary_table(report: BatchReport) -> Table:
     table = Table(title="dubprep batch")
     table.add_column("job")
     table.add_column("status")
-    for name in STAGE_NAMES:
+    for name in stage_names():
         table.add_column(name)
     table.add_column("time", justify="right")
     table.add_column("output", overflow="fold")
     for result in report.results:
         status = "[green]done[/]" if result.status == "done" else "[red]failed[/]"
         seconds = f"{result.seconds:.1f} s" if result.seconds is not None else "-"
-        stages = [result.stages.get(name, "-") for name in STAGE_NAMES]
+        stages = [result.stages.get(name, "-") for name in stage_names()]
         table.add_row(Text(result.name), status, *stages, seconds, Text(_shown(result.output)))
     return table
 

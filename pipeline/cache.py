@@ -1,35 +1,35 @@
 """Hashes, cache keys and manifests.
 
-A stage's cache key hashes its input files' sha256, its canonical parameters,
-the checksum of its model and the source of its code. Its manifest records
-that key and every output file (sha256, size, mtime), and is written last,
+A stage's cache key hashes its input files' sha256, its parameters (a path
+among them replaced by the checksum of what it names), the checksum of its
+model and its code: the code of every dubprep module it imports, directly
+or not, with comments and docstrings left out. Its manifest records that
+key and every output file (sha256, size, mtime), and is written last,
 inside the stage's temporary folder, so a folder with a manifest is complete.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
-import importlib
-import inspect
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from dubprep import __version__
+from dubprep.checksums import sha256_file, sha256_folder
+from dubprep.params import marker
 
 MANIFEST = "manifest.json"
-_HASH_BLOCK_BYTES = 8 * 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
+_PACKAGE = "dubprep"
+# What this version writes in a manifest; one without them is from an older dubprep and is not reused.
+_MANIFEST_KEYS = ("key", "params", "inputs", "model", "code", "outputs")
 
 
 class HashCache:
@@ -55,13 +55,85 @@ class HashCache:
         return digest
 
 
-def code_hash(modules: tuple[str, ...]) -> str:
-    """sha256 over dubprep's version and the source of ``modules``."""
+def module_source(name: str) -> str:
+    """The source text of module ``name``, read from its file (the module is not imported)."""
+    return Path(importlib.util.find_spec(name).origin).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _parsed(source: str) -> tuple[str, tuple[str, ...]]:
+    """(the code of ``source`` without comments, docstrings or layout; the dotted names it imports)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and _is_docstring(body[0]):
+            node.body = body[1:] or [ast.Pass()]
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return ast.dump(tree), tuple(imported)
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(
+        statement.value.value, str
+    )
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # 'dubprep.audio_io.SAMPLE_RATE': a name in a module
+        return False
+
+
+def code_closure(roots: tuple[str, ...]) -> set[str]:
+    """``roots`` and every dubprep module they import, directly or through one another, with their packages."""
+    found: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:end]) for end in range(1, len(parts)) if parts[0] == _PACKAGE]
+        _, imported = _parsed(module_source(name))
+        todo += [n for n in imported if n.split(".")[0] == _PACKAGE and n not in found and _is_module(n)]
+    return found
+
+
+def code_hash(roots: tuple[str, ...]) -> str:
+    """sha256 over dubprep's version and the code of ``roots`` and every dubprep module they import.
+
+    Comments, docstrings and layout do not count: editing them reruns nothing.
+    """
     digest = hashlib.sha256(__version__.encode())
-    for name in sorted(modules):
-        digest.update(name.encode())
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name in sorted(code_closure(roots)):
+        digest.update(name.encode() + b"\0" + _parsed(module_source(name))[0].encode())
     return digest.hexdigest()
+
+
+def key_params(params: BaseModel) -> dict[str, Any]:
+    """``params`` as JSON, each path parameter replaced by the checksum of the file or folder it names."""
+    dumped = params.model_dump(mode="json")
+    for name in dumped:
+        if marker(type(params), name) is not None:
+            dumped[name] = _content(dumped[name])
+    return dumped
+
+
+def _content(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {name: _content(item) for name, item in value.items()}
+    if isinstance(value, str) and Path(value).is_file():
+        return f"sha256:{sha256_file(Path(value))}"
+    if isinstance(value, str) and Path(value).is_dir():
+        return f"sha256 of folder:{sha256_folder(Path(value))}"
+    return value  # not a path here: a registered name, a Hugging Face id
 
 
 @dataclass(frozen=True)
@@ -108,7 +180,7 @@ def describe_outputs(folder: Path) -> dict[str, dict[str, Any]]:
     return described
 
 
-def outputs_intact(folder: Path, outputs: dict[str, dict[str, Any]]) -> list[str]:
+def damaged_outputs(folder: Path, outputs: dict[str, dict[str, Any]]) -> list[str]:
     """Names of recorded outputs that are missing or changed (by size or mtime)."""
     damaged = []
     for name, recorded in outputs.items():
@@ -123,13 +195,17 @@ def outputs_intact(folder: Path, outputs: dict[str, dict[str, Any]]) -> list[str
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of the result in ``folder``; None when there is none, or it is unreadable or an older dubprep's."""
     path = folder / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if not isinstance(manifest, dict) or any(key not in manifest for key in _MANIFEST_KEYS):
+        return None
+    return manifest
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

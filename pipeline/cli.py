@@ -13,10 +13,28 @@ import click
 
 from dubprep.errors import DubprepError
 
-_STAGES = ("extract", "separate", "diarize", "assemble")
 # Exit codes: 0 all done, 1 an error (nothing trusted past it), 3 done but QC
 # flagged the delivery, so a farm can tell "rerun" from "review".
 QC_FAILED_EXIT = 3
+
+
+def _stage_names(ctx: click.Context, param: click.Parameter, value):
+    """``value`` (a stage name, or several for --force) when every name is a registered stage's."""
+    from dubprep.stage import stage_names
+
+    names = stage_names()
+    for name in value if isinstance(value, tuple) else (value,):
+        if name is not None and name not in names:
+            raise click.BadParameter(f"'{name}' is not one of: {', '.join(names)}", ctx=ctx, param=param)
+    return value
+
+
+def _stage_options(command):
+    """--from, --until and --force, each taking stage names (listed by the stage registry)."""
+    stage = {"metavar": "STAGE", "callback": _stage_names}
+    command = click.option("--force", multiple=True, help="Rerun this stage even if cached (repeatable).", **stage)(command)
+    command = click.option("--until", "until_stage", help="Stop after this stage.", **stage)(command)
+    return click.option("--from", "from_stage", help="Rerun from this stage on; earlier stages must be done.", **stage)(command)
 
 
 def _project_options(command):
@@ -33,9 +51,7 @@ def cli() -> None:
 
 @cli.command()
 @_project_options
-@click.option("--from", "from_stage", type=click.Choice(_STAGES), help="Rerun from this stage on; earlier stages must be done.")
-@click.option("--until", "until_stage", type=click.Choice(_STAGES), help="Stop after this stage.")
-@click.option("--force", multiple=True, type=click.Choice(_STAGES), help="Rerun this stage even if cached (repeatable).")
+@_stage_options
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on the terminal.")
 @click.option("--device", help="Torch device for the models: auto, cpu, cuda or cuda:N (overrides the project's).")
 def run(project, input_path, output, from_stage, until_stage, force, quiet, device) -> int:
@@ -71,9 +87,7 @@ def validate(project, input_path, output) -> int:
 
 @cli.command()
 @_project_options
-@click.option("--from", "from_stage", type=click.Choice(_STAGES))
-@click.option("--until", "until_stage", type=click.Choice(_STAGES))
-@click.option("--force", multiple=True, type=click.Choice(_STAGES))
+@_stage_options
 def plan(project, input_path, output, from_stage, until_stage, force) -> int:
     """Print which stages would run and which are cached."""
     from dubprep.engine import Engine
@@ -170,9 +184,11 @@ def _load(project, input_path, output, device=None):
 
 
 def _options(from_stage, until_stage, force):
-    from dubprep.engine import RunOptions, STAGE_NAMES
+    from dubprep.engine import RunOptions
+    from dubprep.stage import stage_names
 
-    if from_stage and until_stage and STAGE_NAMES.index(from_stage) > STAGE_NAMES.index(until_stage):
+    names = stage_names()
+    if from_stage and until_stage and names.index(from_stage) > names.index(until_stage):
         raise click.UsageError(f"--from {from_stage} comes after --until {until_stage}")
     return RunOptions(from_stage=from_stage, until_stage=until_stage, force=frozenset(force))
 

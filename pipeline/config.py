@@ -1,34 +1,41 @@
 """The project file: YAML, presets, overrides and validation.
 
 A project names its input media, its output folder and each stage's
-parameters. ``extends: NAME`` merges a shipped preset (``presets/NAME.yaml``)
-or another YAML file under the project's own keys. Everything is validated
-before any work; an error names the file, the key path and the allowed values.
+parameters, one section per registered stage. ``extends: NAME`` merges a
+shipped preset (``presets/NAME.yaml``) or another YAML file under the
+project's own keys. A relative path is relative to the YAML file that
+writes it: ``input``, ``output``, ``models.dir`` and every stage or backend
+parameter marked :class:`~dubprep.params.RelativeToProject`. Everything is
+validated before any work; an error names the file, the key path and the
+allowed values.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from dubprep import models
 from dubprep.device import DEVICE_PATTERN
 from dubprep.errors import ConfigError
-from dubprep.models import ModelsParams, registry
-from dubprep.stages.assemble import AssembleParams
-from dubprep.stages.diarize import DiarizeParams
-from dubprep.stages.extract import ExtractParams
-from dubprep.stages.separate import SeparateParams, model_directory
+from dubprep.models import ModelsParams
+from dubprep.params import absolute_paths
+from dubprep.stage import stage_named, stages
 
 DEFAULT_PRESET = "default"
 
+Layer = tuple[Path, dict[str, Any]]
+"""One YAML file's keys, and the folder its relative paths start from."""
+
 
 class Project(BaseModel):
-    """A validated project: paths are absolute, every stage has its parameters."""
+    """A validated project: paths are absolute; :func:`project_model` adds a field per stage holding its parameters."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,10 +43,6 @@ class Project(BaseModel):
     output: Path
     device: str = "auto"
     models: ModelsParams = ModelsParams()
-    extract: ExtractParams = ExtractParams()
-    separate: SeparateParams = SeparateParams()
-    diarize: DiarizeParams = DiarizeParams()
-    assemble: AssembleParams = AssembleParams()
 
     @field_validator("device")
     @classmethod
@@ -54,6 +57,21 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in resources.files("dubprep.presets").iterdir() if p.name.endswith(".yaml"))
 
 
+def project_model(sections: dict[str, Any]) -> type[Project]:
+    """:class:`Project` with a field per registered stage, each the model its ``sections[stage]`` calls for."""
+    chosen = []
+    for stage in stages():
+        section = sections.get(stage.name)
+        chosen.append((stage.name, stage.params_model(section if isinstance(section, dict) else {})))
+    return _model(tuple(chosen))
+
+
+@functools.cache
+def _model(chosen: tuple[tuple[str, type[BaseModel]], ...]) -> type[Project]:
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in chosen}
+    return create_model("Project", __base__=Project, **fields)
+
+
 def load_project(
     path: Path | None, input_path: Path | None = None, output_path: Path | None = None, device: str | None = None
 ) -> Project:
@@ -64,8 +82,7 @@ def load_project(
     ``device`` overrides the project's ``device``.
     """
     label = str(path) if path else f"preset '{DEFAULT_PRESET}'"
-    raw = _resolve(path, seen=()) if path else _preset(DEFAULT_PRESET, label)
-    raw = dict(raw)
+    raw = _merged(_layers(path, seen=()) if path else _preset(DEFAULT_PRESET, label))
     if input_path is not None:
         raw["input"] = Path(input_path).absolute()
     if output_path is not None:
@@ -79,71 +96,54 @@ def load_project(
     project = _validate(raw, label)
     if not project.input.is_file():
         raise ConfigError(f"{label}: input: file not found: {project.input}; fix the path or pass --input")
-    return _with_model_located(project)
+    return project
 
 
-def _with_model_located(project: Project) -> Project:
-    """The bandit backend's ``separate.model`` as the absolute directory it is in, found via ``models.dir``."""
-    if project.separate.backend != "bandit":
-        return project
-    located = str(model_directory(project.separate, project.models.dir))
-    return project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
-
-
-def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    """The project's keys merged over whatever it extends; relative paths made absolute."""
+def _layers(path: Path, seen: tuple[Path, ...]) -> list[Layer]:
+    """The YAML file at ``path`` and those it extends, base first."""
     path = path.absolute()
     if path in seen:
         raise ConfigError(f"{path}: extends: loops back to itself via {' -> '.join(map(str, seen))}")
     data = _read_yaml(path)
-    for key in ("input", "output"):
-        if isinstance(data.get(key), str):
-            data[key] = (path.parent / data[key]).absolute()
-    _absolute_diarize_paths(data, path.parent)
-    _absolute_model_paths(data, path.parent)
     parent = data.pop("extends", None)
     if parent is None:
-        return data
+        return [(path.parent, data)]
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {parent!r}")
-    base = _resolve(path.parent / parent, seen + (path,)) if parent.endswith((".yaml", ".yml")) else _preset(parent, str(path))
-    return deep_merge(base, data)
+    base = _layers(path.parent / parent, seen + (path,)) if parent.endswith((".yaml", ".yml")) else _preset(parent, str(path))
+    return [*base, (path.parent, data)]
 
 
-def _absolute_model_paths(data: dict[str, Any], folder: Path) -> None:
-    """``models.dir``, and a ``separate.model`` that is not a registered name, are relative to the YAML file."""
-    models = data.get("models")
-    if isinstance(models, dict) and isinstance(models.get("dir"), str):
-        models["dir"] = (folder / Path(models["dir"]).expanduser()).absolute()
-    separate = data.get("separate")
-    if isinstance(separate, dict) and isinstance(separate.get("model"), str) and separate["model"] not in registry():
-        separate["model"] = str((folder / Path(separate["model"]).expanduser()).absolute())
+def _merged(layers: list[Layer]) -> dict[str, Any]:
+    """Every layer's keys merged over the one before, each layer's relative paths made absolute first.
 
-
-def _absolute_diarize_paths(data: dict[str, Any], folder: Path) -> None:
-    """Reference clips, and a pyannote pipeline folder, are relative to the YAML file that names them.
-
-    A ``pyannote_pipeline`` that is no folder there stays as written: a
-    Hugging Face id.
+    Which keys are paths depends on the stages' parameter models, and so on
+    the backend the merged project chooses.
     """
-    diarize = data.get("diarize")
-    if not isinstance(diarize, dict):
-        return
-    speakers = diarize.get("speakers")
-    if isinstance(speakers, dict):
-        diarize["speakers"] = {
-            name: (folder / clip).absolute() if isinstance(clip, str) else clip for name, clip in speakers.items()
-        }
-    pipeline = diarize.get("pyannote_pipeline")
-    if isinstance(pipeline, str) and (folder / pipeline).is_dir():
-        diarize["pyannote_pipeline"] = str((folder / pipeline).absolute())
+    chosen: dict[str, Any] = {}
+    for _, data in layers:
+        chosen = deep_merge(chosen, data)
+    models_by_stage = project_model(chosen).model_fields
+    merged: dict[str, Any] = {}
+    for folder, data in layers:
+        data = dict(data)
+        for key in ("input", "output"):
+            if isinstance(data.get(key), str):
+                data[key] = (folder / data[key]).absolute()
+        if isinstance(data.get("models"), dict) and isinstance(data["models"].get("dir"), str):
+            data["models"] = {**data["models"], "dir": (folder / Path(data["models"]["dir"]).expanduser()).absolute()}
+        for stage in stages():
+            if isinstance(data.get(stage.name), dict):
+                data[stage.name] = absolute_paths(models_by_stage[stage.name].annotation, data[stage.name], folder)
+        merged = deep_merge(merged, data)
+    return merged
 
 
-def _preset(name: str, label: str) -> dict[str, Any]:
+def _preset(name: str, label: str) -> list[Layer]:
     if name not in preset_names():
         raise ConfigError(f"{label}: extends: '{name}' is not one of: {', '.join(preset_names())}")
     with resources.as_file(resources.files("dubprep.presets") / f"{name}.yaml") as preset_path:
-        return _resolve(preset_path, seen=())
+        return _layers(preset_path, seen=())
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -176,13 +176,17 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def _validate(raw: dict[str, Any], label: str) -> Project:
+    """The project; backends find registered models in its models dir (``models.dir``, else the environment's)."""
+    model = project_model(raw)
+    configured = raw.get("models", {}).get("dir") if isinstance(raw.get("models"), dict) else None
+    context = {"models_dir": models.models_dir(Path(configured) if isinstance(configured, (str, Path)) else None)}
     try:
-        return Project.model_validate(raw)
+        return model.model_validate(raw, context=context)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors()[0], label)) from None
+        raise ConfigError(_describe(exc.errors()[0], label, model)) from None
 
 
-def _describe(error: dict[str, Any], label: str) -> str:
+def _describe(error: dict[str, Any], label: str, model: type[BaseModel]) -> str:
     """One line: file, key path, what is wrong and what is allowed."""
     loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "union["))]
     key = ".".join(loc) or "(top level)"
@@ -192,7 +196,11 @@ def _describe(error: dict[str, Any], label: str) -> str:
         allowed = error["ctx"]["expected"].replace(" or ", ", ").replace("'", "")
         return f"{label}: {key}: {value!r} is not one of: {allowed}"
     if kind == "extra_forbidden":
-        allowed = ", ".join(_fields_at(loc[:-1])) or "none"
+        owners = _backends_taking(loc)
+        if owners:
+            takers = " and ".join(owners)
+            return f"{label}: {key}: only the {takers} backend takes it; remove it or set {loc[0]}.backend"
+        allowed = ", ".join(_fields_at(model, loc[:-1])) or "none"
         return f"{label}: {key}: unknown key; allowed keys here: {allowed}"
     if kind == "missing":
         return f"{label}: {key}: required"
@@ -200,8 +208,15 @@ def _describe(error: dict[str, Any], label: str) -> str:
     return f"{label}: {key}: {message} (got {value!r})"
 
 
-def _fields_at(loc: list[str]) -> list[str]:
-    model: type[BaseModel] = Project
+def _backends_taking(loc: list[str]) -> list[str]:
+    """The backends of stage ``loc[0]`` whose own keys include ``loc[1]``: a key for another backend."""
+    if len(loc) != 2 or loc[0] not in [stage.name for stage in stages()]:
+        return []
+    backends = stage_named(loc[0]).backends
+    return backends.taking(loc[1]) if backends else []
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     for part in loc:
         annotation = model.model_fields[part].annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):

@@ -28,21 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dubprep.cache import MANIFEST, HashCache, KeyParts, code_hash, describe_outputs, outputs_intact, read_manifest, write_json_atomic
+from dubprep.audio_io import audio_info
+from dubprep.cache import (
+    MANIFEST, HashCache, KeyParts, code_hash, damaged_outputs, describe_outputs, key_params, read_manifest,
+    write_json_atomic,
+)
 from dubprep.config import Project
 from dubprep.device import DeviceUnavailable, resolve_device
 from dubprep.errors import ConfigError, DubprepError, StageError
 from dubprep.lock import OutputLock
-from dubprep.media import MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
-from dubprep.stage import Stage, StageContext
-from dubprep.stages.assemble import AssembleStage
-from dubprep.stages.diarize import DiarizeStage
-from dubprep.stages.extract import ExtractStage
-from dubprep.stages.separate import SeparateStage
+from dubprep.stage import Stage, StageContext, stage_names, stages
 
-STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), AssembleStage())
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
 LOG_NAME = "dubprep.log"
 _runs = itertools.count(1)
 
@@ -80,9 +77,9 @@ class RunReport:
         return all(r.status in ("ran", "cached") for r in self.results)
 
 
-def stage_folder(output: Path, name: str) -> Path:
-    """Where a stage's committed result lives."""
-    return output / "deliverables" if name == STAGE_NAMES[-1] else output / "work" / name
+def stage_folder(output: Path, stage: Stage) -> Path:
+    """Where a stage's committed result lives: ``OUT/work/<name>``, or the folder the stage names."""
+    return output / stage.folder if stage.folder else output / "work" / stage.name
 
 
 class Engine:
@@ -99,9 +96,14 @@ class Engine:
         self._resolved_device: str | None = None
 
     def selected(self, options: RunOptions) -> tuple[Stage, ...]:
-        first = STAGE_NAMES.index(options.from_stage) if options.from_stage else 0
-        last = STAGE_NAMES.index(options.until_stage) if options.until_stage else len(STAGES) - 1
-        return STAGES[first : last + 1]
+        """The stages from ``--from`` to ``--until`` that the project switches on, in order."""
+        every, names = stages(), stage_names()
+        first = names.index(options.from_stage) if options.from_stage else 0
+        last = names.index(options.until_stage) if options.until_stage else len(every) - 1
+        return tuple(stage for stage in every[first : last + 1] if stage.active(self._params(stage)))
+
+    def _params(self, stage: Stage):
+        return getattr(self.project, stage.name)
 
     def forced(self, options: RunOptions) -> frozenset[str]:
         """Stages that rerun whatever the cache says: --force, and --from onwards."""
@@ -125,7 +127,7 @@ class Engine:
     def _reason_after_rerun(self, stage: Stage, forced: frozenset[str], upstream: str) -> str:
         if stage.name in forced:
             return "forced"
-        if read_manifest(stage_folder(self.project.output, stage.name)) is None:
+        if read_manifest(stage_folder(self.project.output, stage)) is None:
             return "no previous result"
         return f"if {upstream}'s outputs change"
 
@@ -159,7 +161,7 @@ class Engine:
             action, reason = self._decide(stage, forced, hashes)
             if action == "cached":
                 self.log.info("%s: cached (%s)", stage.name, reason)
-                failed = read_manifest(stage_folder(self.project.output, stage.name)).get("failed_checks", [])
+                failed = read_manifest(stage_folder(self.project.output, stage)).get("failed_checks", [])
                 return _checked(StageResult(stage.name, "cached", 0.0, reason), failed, self.log)
             self.log.info("%s: running (%s)", stage.name, reason)
             failed = self._execute(stage, hashes)
@@ -178,23 +180,23 @@ class Engine:
 
     def _decide(self, stage: Stage, forced: frozenset[str], hashes: HashCache | None) -> tuple[str, str]:
         parts = self._key_parts(stage, hashes)
-        manifest = read_manifest(stage_folder(self.project.output, stage.name))
+        manifest = read_manifest(stage_folder(self.project.output, stage))
         if stage.name in forced:
             return "run", "forced"
         if manifest is None:
             return "run", "no previous result"
-        if manifest.get("key") != parts.key:
+        if manifest["key"] != parts.key:
             return "run", "; ".join(parts.differences(manifest))
-        damaged = outputs_intact(stage_folder(self.project.output, stage.name), manifest["outputs"])
+        damaged = damaged_outputs(stage_folder(self.project.output, stage), manifest["outputs"])
         if damaged:
             return "run", ", ".join(damaged)
         return "cached", f"key {parts.key[:12]}"
 
     def _key_parts(self, stage: Stage, hashes: HashCache | None) -> KeyParts:
-        params = getattr(self.project, stage.name)
+        params = self._params(stage)
         return KeyParts(
             stage=stage.name,
-            params=params.model_dump(mode="json"),
+            params=key_params(params),
             inputs=self._input_hashes(stage, hashes),
             model=stage.model_checksum(params),
             code=code_hash(stage.code_modules(params)),
@@ -205,11 +207,22 @@ class Engine:
             if hashes is None:
                 return {"media": "not hashed yet"}
             return {"media": hashes.sha256(self.project.input)}
-        return {name: self._producer_manifest(stage, name)["outputs"][name]["sha256"] for name in stage.inputs}
+        return {
+            name: self._producer_manifest(stage, name, producer)["outputs"][name]["sha256"]
+            for name, producer in self._producers(stage).items()
+        }
 
-    def _producer_manifest(self, stage: Stage, artifact: str) -> dict:
-        producer = next(s for s in STAGES if artifact in s.outputs)
-        manifest = read_manifest(stage_folder(self.project.output, producer.name))
+    def _producers(self, stage: Stage) -> dict[str, Stage]:
+        """The stage that writes each of ``stage``'s inputs; inputs of a stage the project switches off are left out."""
+        producers = {}
+        for name in stage.inputs:
+            producer = next(s for s in stages() if name in s.outputs)
+            if producer.active(self._params(producer)):
+                producers[name] = producer
+        return producers
+
+    def _producer_manifest(self, stage: Stage, artifact: str, producer: Stage) -> dict:
+        manifest = read_manifest(stage_folder(self.project.output, producer))
         if manifest is None or artifact not in manifest["outputs"]:
             raise StageError(
                 f"{stage.name}: needs {artifact} from {producer.name}, which has no result in "
@@ -218,18 +231,15 @@ class Engine:
         return manifest
 
     def _input_paths(self, stage: Stage) -> dict[str, Path]:
-        paths = {}
-        for name in stage.inputs:
-            producer = next(s for s in STAGES if name in s.outputs)
-            paths[name] = stage_folder(self.project.output, producer.name) / name
-        return paths
+        producers = self._producers(stage)
+        return {name: stage_folder(self.project.output, producer) / name for name, producer in producers.items()}
 
     def _execute(self, stage: Stage, hashes: HashCache) -> list[str]:
         parts = self._key_parts(stage, hashes)
         device = self._device()  # before the work folder: an unusable device leaves nothing behind
         work_dir = self.state_dir / "tmp" / f"{stage.name}-{os.getpid()}"
         work_dir.mkdir(parents=True)
-        params = getattr(self.project, stage.name)
+        params = self._params(stage)
         ctx = StageContext(
             params, self._input_paths(stage), work_dir, self.project.input, self.log, device, self.progress()
         )
@@ -243,7 +253,7 @@ class Engine:
                         "model": parts.model, "code": parts.code, "outputs": describe_outputs(work_dir),
                         "failed_checks": ctx.failed_checks, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             write_json_atomic(work_dir / MANIFEST, manifest)
-            self._commit(work_dir, stage_folder(self.project.output, stage.name))
+            self._commit(work_dir, stage_folder(self.project.output, stage))
             return ctx.failed_checks
         except OSError as exc:
             raise StageError(
@@ -284,12 +294,14 @@ class Engine:
                     shutil.rmtree(entry, ignore_errors=True)
 
     def _summary(self, stage: Stage, seconds: float) -> str:
-        media_json = stage_folder(self.project.output, "extract") / "media.json"
-        folder = stage_folder(self.project.output, stage.name)
+        """Time, speed against the programme's length (that of the first WAV the stage read or wrote), files."""
+        folder = stage_folder(self.project.output, stage)
         files = len([p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST])
-        if not media_json.is_file():
+        wavs = [path for path in [*self._input_paths(stage).values(), *(folder / name for name in stage.outputs)]
+                if path.suffix == ".wav"]
+        if not wavs:
             return f"{seconds:.1f} s, {files} files"
-        programme_s = MediaInfo.load(media_json).duration_s
+        programme_s = audio_info(wavs[0]).duration_s
         return f"{seconds:.1f} s ({seconds / programme_s:.3f}x real time), {files} files in {folder}"
 
 

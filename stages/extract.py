@@ -22,7 +22,7 @@ from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE, open_writer
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.probe import AudioStream, Probe, probe
-from dubprep.stage import Stage, StageContext
+from dubprep.stage import Stage, StageContext, register
 from dubprep.tools import find_tool
 
 # ffprobe layout name -> dubprep layout name. Both 5.1 variants decode to
@@ -49,8 +49,10 @@ class ExtractParams(BaseModel):
         return self
 
 
+@register
 class ExtractStage(Stage):
     name = "extract"
+    position = 10
     outputs = ("mix.wav", "media.json")
     Params = ExtractParams
 

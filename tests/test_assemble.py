@@ -2,7 +2,6 @@
 
 import csv
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,6 @@ from pydantic import ValidationError
 
 from dubprep.audio_io import open_writer
 from dubprep.errors import StageError
-from dubprep.media import MediaInfo
-from dubprep.stage import StageContext
 from dubprep.stages.assemble import AssembleParams, AssembleStage, Turn, speaker_names, turn_gain
 from media_factory import probe
 from speech import sample_speech_48k
@@ -49,9 +46,8 @@ OVERLAP_TURNS = {
 }
 
 
-def make_inputs(folder: Path, layout: str, channels: int, frames: int, turns: dict, dx_gain: float) -> dict[str, Path]:
-    """A programme whose DX is real speech on the front channels (room tone on the others), MX a tone, FX noise."""
-    folder.mkdir()
+def write_stems(folder: Path, channels: int, frames: int, dx_gain: float) -> None:
+    """DX real speech on the front channels (room tone on the others), MX a tone, FX noise, and their mix."""
     rng = np.random.default_rng(1)
     speech = np.resize(sample_speech_48k()[13 * RATE // 2 :], frames)  # from 6.5 s, where the talking starts
     dx = np.zeros((frames, channels), dtype=np.float32)
@@ -64,26 +60,27 @@ def make_inputs(folder: Path, layout: str, channels: int, frames: int, turns: di
     for name, data in (("DX.wav", dx), ("ME.wav", me), ("MX.wav", mx), ("FX.wav", fx), ("mix.wav", dx + me)):
         with open_writer(folder / name, frames, channels) as writer:
             writer.write(data)
-    MediaInfo(source="reel.mov", audio_stream=0, codec="pcm_s24le", layout=layout, channels=channels,
-              sample_rate=48000, frames=frames, source_sample_rate=48000, start_offset_s=0.0,
-              start_timecode="01:00:00:00", frame_rate="24000/1001").save(folder / "media.json")
-    (folder / "turns.json").write_text(json.dumps(turns))
-    (folder / "turns.rttm").write_text("")
-    return {name: folder / name for name in AssembleStage.inputs}
 
 
-def assemble(
-    tmp_path: Path, layout="5.1", channels=6, frames=10 * RATE, turns=TURNS, dx_gain=0.5, **params
-) -> Path:
-    inputs = make_inputs(tmp_path / "in", layout, channels, frames, turns, dx_gain)
-    work = tmp_path / "out"
-    work.mkdir()
-    AssembleStage().run(StageContext(AssembleParams(title="My Film: R1", **params), inputs, work, Path("reel.mov"),
-                                     logging.getLogger("test")))
-    return work
+@pytest.fixture
+def assemble(media_json, run_stage):
+    """``run(tmp_path, layout, channels, frames, turns, dx_gain, **params)``: the stage on a made programme; its folder."""
+
+    def run(tmp_path: Path, layout="5.1", channels=6, frames=10 * RATE, turns=TURNS, dx_gain=0.5, **params) -> Path:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        write_stems(folder, channels, frames, dx_gain)
+        media_json(folder / "media.json", layout, frames, source="reel.mov", codec="pcm_s24le",
+                   start_timecode="01:00:00:00", frame_rate="24000/1001")
+        (folder / "turns.json").write_text(json.dumps(turns))
+        (folder / "turns.rttm").write_text("")
+        inputs = {name: folder / name for name in AssembleStage.inputs}
+        return run_stage(AssembleStage, {"title": "My Film: R1", **params}, inputs, tmp_path / "out", Path("reel.mov"))
+
+    return run
 
 
-def test_5_1_stems_resum_and_carry_timecode_and_mask(tmp_path):
+def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     out = assemble(tmp_path)
     me_path = out / "My_Film_R1_ME_6ch_48k_24b.wav"
     me, _ = sf.read(me_path, dtype="float32")
@@ -108,7 +105,7 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(tmp_path):
     assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 100
 
 
-def test_speaker_stems_are_gated_to_their_turns(tmp_path):
+def test_speaker_stems_are_gated_to_their_turns(assemble, tmp_path):
     out = assemble(tmp_path, crossfade_ms=10)
     dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float32")
     spk01, _ = sf.read(out / "My_Film_R1_DX-SPK01_6ch_48k_24b.wav", dtype="float32")
@@ -120,14 +117,14 @@ def test_speaker_stems_are_gated_to_their_turns(tmp_path):
     assert len(spk01) == len(dx)
 
 
-def test_hostile_speaker_name_stays_in_output_folder(tmp_path):
+def test_hostile_speaker_name_stays_in_output_folder(assemble, tmp_path):
     out = assemble(tmp_path)
     names = sorted(p.name for p in out.iterdir())
     assert "My_Film_R1_DX-ETC_AN_6ch_48k_24b.wav" in names
     assert all(p.parent == out for p in out.rglob("*"))
 
 
-def test_split_mono_writes_one_file_per_channel(tmp_path):
+def test_split_mono_writes_one_file_per_channel(assemble, tmp_path):
     out = assemble(tmp_path, split_mono=True, dialogue_guide=True)
     channels = ("L", "R", "C", "LFE", "Ls", "Rs")
     for asset in ("ME", "MX", "FX", "DX", "DX-SPK01"):
@@ -144,7 +141,7 @@ def test_split_mono_writes_one_file_per_channel(tmp_path):
     assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 4  # DX, ME, two speakers
 
 
-def test_cue_list_matches_turns(tmp_path):
+def test_cue_list_matches_turns(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2)
     with open(out / "cues.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -178,7 +175,7 @@ def at(seconds: float) -> int:
     return round(seconds * RATE)
 
 
-def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(tmp_path):
+def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS)
     dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
     overlap = slice(at(3.0), at(4.0))
@@ -191,7 +188,7 @@ def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(tmp_path):
     assert [(c["speaker"], c["overlap"]) for c in cues] == [("A", "yes"), ("B", "yes"), ("A", "")]
 
 
-def test_overlap_exclusive_gives_each_moment_to_one_speaker(tmp_path):
+def test_overlap_exclusive_gives_each_moment_to_one_speaker(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap="exclusive")
     dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
     change = at(3.5)
@@ -210,13 +207,13 @@ def test_overlap_exclusive_gives_each_moment_to_one_speaker(tmp_path):
     assert [(c["speaker"], c["overlap"]) for c in cues] == [("A", "yes"), ("B", "yes"), ("A", "")]
 
 
-def test_exclusive_without_exclusive_turns_names_the_fix(tmp_path):
+def test_exclusive_without_exclusive_turns_names_the_fix(assemble, tmp_path):
     turns = {"speakers": TURNS["speakers"], "turns": TURNS["turns"]}
     with pytest.raises(StageError, match=r"turns.json: has no 'exclusive_turns'.*--force diarize"):
         assemble(tmp_path, layout="stereo", channels=2, turns=turns, overlap="exclusive")
 
 
-def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(tmp_path):
+def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(assemble, tmp_path):
     # 1.5 x speech on L, R and C: the sum passes full scale where the speech is loudest.
     out = assemble(tmp_path, dialogue_guide=True, dx_gain=1.5)
     guide = read(out, "DX-GUIDE", channels=1)
@@ -236,7 +233,7 @@ def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(tmp_path):
     assert format_check["passed"] and format_check["limit"] == "48000 Hz, 1 ch"
 
 
-def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(tmp_path):
+def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(assemble, tmp_path):
     # 3 x speech on both (peaks near 0.96): their sum would clip, their mean keeps a centred line's level.
     out = assemble(tmp_path, layout="stereo", channels=2, dialogue_guide=True, dx_gain=3.0)
     guide = read(out, "DX-GUIDE", channels=1)
@@ -248,7 +245,7 @@ def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(tmp_path):
 
 
 @pytest.mark.parametrize("overlap", ["both", "exclusive"])
-def test_timeline_has_a_clip_per_turn_on_each_speaker_track(tmp_path, overlap):
+def test_timeline_has_a_clip_per_turn_on_each_speaker_track(assemble, tmp_path, overlap):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap=overlap)
     timeline = otio.adapters.read_from_file(str(out / "timeline.otio"))
     start = otio.opentime.RationalTime(24 * 3600, FPS)  # 01:00:00:00 at 23.976: 86,400 frames

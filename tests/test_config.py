@@ -125,11 +125,11 @@ def test_model_directory_path_is_relative_to_the_project(media):
 @pytest.mark.parametrize(
     ("separate", "message"),
     [
-        ("model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes a model"),
+        ("model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes it; remove it or set separate\.backend"),
         ("backend: bandit\n  model: dfn3", r"separate\.model: dfn3 is a deepfilternet3 model; the bandit backend runs: bandit-v2"),
-        ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: applies to the dfn3 backend only"),
-        ("backend: cinesep\n  atten_lim_db: 12", r"separate\.atten_lim_db: applies to the dfn3 backend only"),
-        ("backend: cinesep\n  model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes a model"),
+        ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3 backend takes it"),
+        ("backend: cinesep\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3 backend takes it"),
+        ("backend: cinesep\n  model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes it"),
     ],
 )
 def test_backend_options_that_do_not_go_together(media, separate, message):

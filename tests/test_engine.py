@@ -1,7 +1,6 @@
 """The engine end to end through the CLI: caching, invalidation, resume, locking."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from dubprep.cache import read_manifest
@@ -18,30 +16,6 @@ from dubprep.lock import OutputLock
 from speech import speech_with_background
 
 DELIVERABLES = ("PROGRAMME_ME_2ch_48k_24b.wav", "PROGRAMME_DX_2ch_48k_24b.wav", "turns.rttm", "turns.json", "cues.csv", "cues.srt")
-
-
-def write_project(folder: Path, media: Path, extra: str = "") -> Path:
-    project = folder / "project.yaml"
-    project.write_text(f"extends: default\ninput: '{media}'\noutput: out\n{extra}")
-    return project
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, Path]:
-    """A project run once to completion on 20 s of real two-speaker speech."""
-    folder = tmp_path_factory.mktemp("engine")
-    media = speech_with_background(folder / "reel 1.wav", duration_s=20.0)
-    project = write_project(folder, media)
-    assert main(["run", str(project), "--quiet"]) == 0
-    return project, folder / "out"
-
-
-def copy_run(finished, tmp_path: Path) -> tuple[Path, Path]:
-    """A private copy of the finished run, so tests can change it."""
-    project, out = finished
-    shutil.copytree(out, tmp_path / "out")
-    media = next(p for p in project.parent.iterdir() if p.suffix == ".wav")
-    return write_project(tmp_path, media), tmp_path / "out"
 
 
 def stage_status(capsys) -> dict[str, str]:
@@ -67,14 +41,14 @@ def test_deliverables_are_complete_and_resum(finished):
     assert (out / "dubprep.log").read_text().count("assemble: done") == 1
 
 
-def test_second_run_is_all_cached(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_second_run_is_all_cached(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     assert main(["run", str(project), "--quiet"]) == 0
     assert stage_status(capsys) == dict.fromkeys(("extract", "separate", "diarize", "assemble"), "cached")
 
 
-def test_changed_parameter_reruns_that_stage_only(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_changed_parameter_reruns_that_stage_only(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     project.write_text(project.read_text() + "assemble:\n  crossfade_ms: 40\n")
     assert main(["plan", str(project)]) == 0
     assert "assemble  will run (assemble.crossfade_ms: 10.0 -> 40.0)" in capsys.readouterr().out
@@ -82,15 +56,15 @@ def test_changed_parameter_reruns_that_stage_only(finished, tmp_path, capsys):
     assert stage_status(capsys) == {"extract": "cached", "separate": "cached", "diarize": "cached", "assemble": "ran"}
 
 
-def test_forced_stage_reruns_and_unchanged_outputs_keep_later_stages(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_forced_stage_reruns_and_unchanged_outputs_keep_later_stages(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     assert main(["run", str(project), "--quiet", "--force", "separate"]) == 0
     # The model is deterministic: the same DX means diarize and assemble stay valid.
     assert stage_status(capsys) == {"extract": "cached", "separate": "ran", "diarize": "cached", "assemble": "cached"}
 
 
-def test_modified_output_is_detected_and_rebuilt(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_modified_output_is_detected_and_rebuilt(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     stem = out / "deliverables/PROGRAMME_DX_2ch_48k_24b.wav"
     with open(stem, "r+b") as f:
         f.seek(-4, os.SEEK_END)
@@ -102,8 +76,8 @@ def test_modified_output_is_detected_and_rebuilt(finished, tmp_path, capsys):
     assert stage_status(capsys)["assemble"] == "ran"
 
 
-def test_from_and_until_select_stages(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_from_and_until_select_stages(write_project, finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     assert main(["run", str(project), "--quiet", "--from", "diarize", "--until", "diarize"]) == 0
     assert stage_status(capsys) == {"diarize": "ran"}
     fresh = tmp_path / "fresh"
@@ -116,15 +90,15 @@ def test_from_and_until_select_stages(finished, tmp_path, capsys):
     assert not (fresh / "out/work/separate").exists()
 
 
-def test_second_run_on_locked_output_is_refused(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_second_run_on_locked_output_is_refused(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     with OutputLock(out / ".dubprep", out):
         assert main(["run", str(project), "--quiet"]) == 1
     assert "another dubprep run (pid" in capsys.readouterr().err
     assert read_manifest(out / "deliverables") is not None
 
 
-def test_failed_stage_leaves_no_result_and_exits_nonzero(tmp_path, capsys):
+def test_failed_stage_leaves_no_result_and_exits_nonzero(write_project, tmp_path, capsys):
     media = tmp_path / "broken.mov"
     media.write_text("not media\n")
     project = write_project(tmp_path, media)
@@ -135,7 +109,7 @@ def test_failed_stage_leaves_no_result_and_exits_nonzero(tmp_path, capsys):
     assert media.read_text() == "not media\n"
 
 
-def test_run_killed_mid_stage_resumes_at_that_stage(tmp_path):
+def test_run_killed_mid_stage_resumes_at_that_stage(write_project, tmp_path):
     media = speech_with_background(tmp_path / "long.wav", duration_s=90.0)
     project = write_project(tmp_path, media)
     command = [str(Path(sys.executable).parent / "dubprep"), "run", str(project), "--quiet"]
@@ -159,8 +133,8 @@ def test_run_killed_mid_stage_resumes_at_that_stage(tmp_path):
     assert sf.info(tmp_path / "out/deliverables/PROGRAMME_ME_2ch_48k_24b.wav").frames == 90 * 48000
 
 
-def test_qc_failure_writes_everything_and_exits_nonzero(finished, tmp_path, capsys):
-    project, out = copy_run(finished, tmp_path)
+def test_qc_failure_writes_everything_and_exits_nonzero(finished_copy, tmp_path, capsys):
+    project, out = finished_copy
     project.write_text(project.read_text() + "assemble:\n  qc:\n    me_true_peak_max_dbtp: -80.0\n")
     assert main(["run", str(project), "--quiet"]) == 3
     assert "QC check(s) failed: ME true peak" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """Extract: stream selection, layouts, sample-exact length, offsets and bad input."""
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,7 @@ import soundfile as sf
 
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
-from dubprep.stage import StageContext
-from dubprep.stages.extract import ExtractParams, ExtractStage
+from dubprep.stages.extract import ExtractStage
 from media_factory import (
     channel_frequencies_hz,
     dominant_frequencies_hz,
@@ -21,13 +19,17 @@ from media_factory import (
 )
 
 
-def extract(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInfo]:
-    work_dir.mkdir()
-    ctx = StageContext(ExtractParams(**params), {}, work_dir, media, logging.getLogger("test"))
-    ExtractStage().run(ctx)
-    samples, rate = sf.read(work_dir / "mix.wav", dtype="float32", always_2d=True)
-    assert rate == 48000
-    return samples, MediaInfo.load(work_dir / "media.json")
+@pytest.fixture
+def extract(run_stage):
+    """``run(media, work_dir, **params)``: the extract stage on ``media``; (its mix (frames, channels), media.json)."""
+
+    def run(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInfo]:
+        run_stage(ExtractStage, params, {}, work_dir, media)
+        samples, rate = sf.read(work_dir / "mix.wav", dtype="float32", always_2d=True)
+        assert rate == 48000
+        return samples, MediaInfo.load(work_dir / "media.json")
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -35,7 +37,7 @@ def extract(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInf
     [("mono", "mono", ".mov"), ("stereo", "stereo", ".mov"), ("5.1", "5.1", ".mov"),
      ("5.1(side)", "5.1", ".mov"), ("7.1", "7.1", ".wav")],
 )
-def test_layout_and_channel_order_survive(tmp_path, layout, expected, suffix):
+def test_layout_and_channel_order_survive(extract, tmp_path, layout, expected, suffix):
     media = make_media(tmp_path / f"in{suffix}", layout=layout, duration_s=1.0, video=suffix != ".wav")
     samples, info = extract(media, tmp_path / "work")
     assert info.layout == expected
@@ -43,7 +45,7 @@ def test_layout_and_channel_order_survive(tmp_path, layout, expected, suffix):
     assert tuple(dominant_frequencies_hz(samples, 48000)) == channel_frequencies_hz(layout)
 
 
-def test_resampled_length_is_sample_exact(tmp_path):
+def test_resampled_length_is_sample_exact(extract, tmp_path):
     duration_s = 2.0 + 17 / 44100  # an awkward length at 44.1 kHz
     media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=duration_s, sample_rate=44100)
     samples, info = extract(media, tmp_path / "work")
@@ -54,7 +56,7 @@ def test_resampled_length_is_sample_exact(tmp_path):
     assert np.abs(samples[-200:]).max() > 0.1
 
 
-def test_stream_selected_by_position_and_language(tmp_path):
+def test_stream_selected_by_position_and_language(extract, tmp_path):
     media = make_media(tmp_path / "in.mkv", audio_streams=[("stereo", "eng"), ("5.1", "fra")], duration_s=1.0)
     samples, info = extract(media, tmp_path / "w1", language="fra")
     assert info.audio_stream == 1 and info.layout == "5.1"
@@ -63,7 +65,7 @@ def test_stream_selected_by_position_and_language(tmp_path):
     assert tuple(dominant_frequencies_hz(samples, 48000)) == channel_frequencies_hz("stereo", stream=0)
 
 
-def test_missing_stream_lists_streams(tmp_path):
+def test_missing_stream_lists_streams(extract, tmp_path):
     media = make_media(tmp_path / "in.mkv", audio_streams=[("stereo", "eng"), ("5.1", "fra")], duration_s=1.0)
     with pytest.raises(MediaError, match=r"no audio stream in language 'deu'; streams: #0 .*\[eng\]; #1 .*\[fra\]"):
         extract(media, tmp_path / "w1", language="deu")
@@ -71,7 +73,7 @@ def test_missing_stream_lists_streams(tmp_path):
         extract(media, tmp_path / "w2", audio_stream=2)
 
 
-def test_audio_starting_after_picture_is_padded(tmp_path):
+def test_audio_starting_after_picture_is_padded(extract, tmp_path):
     media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=1.0, audio_start_offset_s=0.5)
     samples, info = extract(media, tmp_path / "work")
     lead = round(info.start_offset_s * 48000)
@@ -81,7 +83,7 @@ def test_audio_starting_after_picture_is_padded(tmp_path):
     assert np.abs(samples[lead + 10 : lead + 500]).max() > 0.1
 
 
-def test_timecode_and_frame_rate_recorded(tmp_path):
+def test_timecode_and_frame_rate_recorded(extract, tmp_path):
     media = make_media(tmp_path / "in.mov", layout="stereo", duration_s=1.0, start_timecode="01:00:00:00")
     _, info = extract(media, tmp_path / "work")
     assert info.start_timecode == "01:00:00:00"
@@ -102,7 +104,7 @@ def test_timecode_and_frame_rate_recorded(tmp_path):
     ],
     ids=["no-audio", "truncated-mkv", "truncated-wav", "not-media", "missing", "quad-layout"],
 )
-def test_bad_input_is_one_clear_error(tmp_path, make, message):
+def test_bad_input_is_one_clear_error(extract, tmp_path, make, message):
     media = make(tmp_path)
     with pytest.raises(MediaError, match=message) as err:
         extract(media, tmp_path / "work")
