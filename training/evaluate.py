@@ -31,6 +31,7 @@ import torch
 from dubprep.audio_io import iter_blocks
 from dubprep.stages.backends.cinesep import CineSepStream, load_net, shipped_weights
 from dubprep.stages.backends.cinesep_net import CineSepNet
+from dubprep.stages.backends.separation import DIALOGUE, EFFECTS, MUSIC
 from training.sources import RESERVED_PACKAGES, fetch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -73,8 +74,8 @@ def run_cinesep(net: CineSepNet, mix: Path) -> tuple[dict[str, np.ndarray], floa
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     parts = [stream.process(block) for block in iter_blocks(mix)] + [stream.flush()]
     wall_s, cpu_s = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    stems = np.concatenate(parts, axis=1)  # shape: (3, frames, 2)
-    return {"DX": stems[0], "MX": stems[1], "FX": stems[2], "ME": stems[1] + stems[2]}, wall_s, cpu_s
+    dx, mx, fx = (np.concatenate([part[stem] for part in parts]) for stem in (DIALOGUE, MUSIC, EFFECTS))
+    return {"DX": dx, "MX": mx, "FX": fx, "ME": mx + fx}, wall_s, cpu_s
 
 
 def scores(truth: dict[str, np.ndarray], systems: dict[str, dict[str, np.ndarray]]) -> dict[tuple, float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dubprep import models
+from dubprep.checksums import sha256_file
 from training.train import latest_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def export_weights(checkpoint: Path, weights: Path) -> str:
         partial.unlink()
         raise SystemExit(f"{checkpoint}: the weights would be over {MAX_BYTES >> 20} MiB; train a smaller network")
     os.replace(partial, weights)
-    return models.sha256_file(weights)
+    return sha256_file(weights)
 
 
 def registry_entry(sha256: str, step: int) -> str:
