@@ -9,6 +9,7 @@ before any work; an error names the file, the key path and the allowed values.
 from __future__ import annotations
 
 import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from dubprep.models import ModelsParams, registry
 from dubprep.stages.assemble import AssembleParams
 from dubprep.stages.diarize import DiarizeParams
 from dubprep.stages.extract import ExtractParams
+from dubprep.stages.backends import fasterwhisper
 from dubprep.stages.separate import SeparateParams, model_directory
+from dubprep.stages.transcribe import TranscribeParams
 
 DEFAULT_PRESET = "default"
 
@@ -39,6 +42,7 @@ class Project(BaseModel):
     extract: ExtractParams = ExtractParams()
     separate: SeparateParams = SeparateParams()
     diarize: DiarizeParams = DiarizeParams()
+    transcribe: TranscribeParams | None = None  # off unless the project asks
     assemble: AssembleParams = AssembleParams()
 
     @field_validator("device")
@@ -83,11 +87,19 @@ def load_project(
 
 
 def _with_model_located(project: Project) -> Project:
-    """The bandit backend's ``separate.model`` as the absolute directory it is in, found via ``models.dir``."""
-    if project.separate.backend != "bandit":
-        return project
-    located = str(model_directory(project.separate, project.models.dir))
-    return project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
+    """Registered models as the absolute directories they are in, found via ``models.dir``.
+
+    The bandit backend's ``separate.model``, and ``transcribe.model``, whose
+    files are checked here, before any work (a Hugging Face id stays as it is).
+    """
+    if project.separate.backend == "bandit":
+        located = str(model_directory(project.separate, project.models.dir))
+        project = project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
+    if project.transcribe is not None:
+        fasterwhisper.check(project.transcribe.model, project.models.dir)
+        located = str(fasterwhisper.locate(project.transcribe.model, project.models.dir))
+        project = project.model_copy(update={"transcribe": project.transcribe.model_copy(update={"model": located})})
+    return project
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -118,6 +130,12 @@ def _absolute_model_paths(data: dict[str, Any], folder: Path) -> None:
     separate = data.get("separate")
     if isinstance(separate, dict) and isinstance(separate.get("model"), str) and separate["model"] not in registry():
         separate["model"] = str((folder / Path(separate["model"]).expanduser()).absolute())
+    transcribe = data.get("transcribe")
+    if isinstance(transcribe, dict) and isinstance(transcribe.get("model"), str):
+        # A folder there; anything else (a registered name, a Hugging Face id, a typo) stays as written.
+        candidate = folder / Path(transcribe["model"]).expanduser()
+        if transcribe["model"] not in registry() and candidate.is_dir():
+            transcribe["model"] = str(candidate.absolute())
 
 
 def _absolute_diarize_paths(data: dict[str, Any], folder: Path) -> None:
@@ -204,6 +222,7 @@ def _fields_at(loc: list[str]) -> list[str]:
     model: type[BaseModel] = Project
     for part in loc:
         annotation = model.model_fields[part].annotation
+        annotation = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)  # X | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

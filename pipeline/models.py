@@ -61,22 +61,31 @@ class Bundled(BaseModel):
 
 
 class ModelEntry(BaseModel):
-    """A registered model; ``config`` is None when the checkpoint carries its own."""
+    """A registered model; ``config`` is None when the checkpoint carries its own.
+
+    ``stems``: what a separation model outputs (none for a speech
+    recogniser). ``assets``: further files the model needs (a tokenizer, a
+    vocabulary). ``languages``: the only languages a speech model was
+    trained on (empty: whichever it knows).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     architecture: str
     sample_rate: int
-    stems: tuple[str, ...]
+    stems: tuple[str, ...] = ()
     config: ModelFile | None = None
     checkpoint: ModelFile
+    assets: tuple[ModelFile, ...] = ()
+    languages: tuple[str, ...] = ()
     source: str
     bundled: Bundled | None = None
 
     @property
     def files(self) -> tuple[ModelFile, ...]:
-        return (self.checkpoint,) if self.config is None else (self.config, self.checkpoint)
+        own = (self.checkpoint,) if self.config is None else (self.config, self.checkpoint)
+        return own + self.assets
 
 
 @dataclass(frozen=True)
@@ -222,7 +231,8 @@ def listing(directory: Path) -> list[str]:
     for model in registry().values():
         where = entry_directory(model, directory)
         yes_no = "yes" if installed(model, where) else "no"
-        rows.append((model.name, model.architecture, str(model.sample_rate), ",".join(model.stems), yes_no, str(where)))
+        stems = ",".join(model.stems) or "-"
+        rows.append((model.name, model.architecture, str(model.sample_rate), stems, yes_no, str(where)))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
 
