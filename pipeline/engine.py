@@ -42,7 +42,6 @@ from dubprep.stages.extract import ExtractStage
 from dubprep.stages.separate import SeparateStage
 from dubprep.stages.transcribe import TranscribeStage
 
-# A stage whose project key is None (transcribe, unless asked for) is not part of the run.
 STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), TranscribeStage(), AssembleStage())
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 LOG_NAME = "dubprep.log"
@@ -99,7 +98,7 @@ class Engine:
         self.log = logging.getLogger(f"dubprep.run{next(_runs)}")
         self.log.setLevel(logging.DEBUG)
         self._resolved_device: str | None = None
-        self.stages = tuple(stage for stage in STAGES if getattr(project, stage.name) is not None)
+        self.stages = tuple(s for s in STAGES if not s.optional or getattr(project, s.name) is not None)
 
     def selected(self, options: RunOptions) -> tuple[Stage, ...]:
         names = [stage.name for stage in self.stages]

@@ -57,6 +57,8 @@ class Stage(ABC):
     """
 
     name: ClassVar[str]
+    # An optional stage runs only when the project has its key (its parameters are not None).
+    optional: ClassVar[bool] = False
     inputs: ClassVar[tuple[str, ...]] = ()
     # Read when a stage of this run writes them (the transcript, when the project transcribes).
     optional_inputs: ClassVar[tuple[str, ...]] = ()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -92,6 +91,7 @@ class Programme:
 
 class TranscribeStage(Stage):
     name = "transcribe"
+    optional = True
     inputs = ("DX.wav", "ME.wav", "media.json", "turns.json")
     outputs = ("transcript.json", "words_in_me.json")
     Params = TranscribeParams
@@ -109,7 +109,7 @@ class TranscribeStage(Stage):
         if not programme.turns:
             ctx.log.warning("transcribe: no speaker turns in %s; the transcript is empty", ctx.inputs["turns.json"])
         if not programme.turns and not me_spans:
-            _write(ctx, {"language": None, "language_source": "no speech"}, [], [])
+            _write(ctx, {"backend": params.backend, "model": params.model, "language": None, "language_source": "no speech"}, [], [])
             return
         model = fasterwhisper.load(params.model, None, ctx.device, params.beam_size, ctx.log)
         language, about = _language(model, params, programme, ctx.log)
