@@ -33,8 +33,8 @@ from rich.text import Text
 
 from dubprep.config import load_project
 from dubprep.engine import LOG_NAME, Engine, RunOptions
-from dubprep.stage import stage_names
 from dubprep.errors import ConfigError, DubprepError
+from dubprep.stage import stages
 
 _CONNECT_TIMEOUT_S = 10
 
@@ -265,15 +265,17 @@ def summary_table(report: BatchReport) -> Table:
     table = Table(title="dubprep batch")
     table.add_column("job")
     table.add_column("status")
-    for name in stage_names():
+    # An optional stage (transcribe) gets a column when a job of this batch has it.
+    names = [s.name for s in stages() if not s.optional or any(s.name in r.stages for r in report.results)]
+    for name in names:
         table.add_column(name)
     table.add_column("time", justify="right")
     table.add_column("output", overflow="fold")
     for result in report.results:
         status = "[green]done[/]" if result.status == "done" else "[red]failed[/]"
         seconds = f"{result.seconds:.1f} s" if result.seconds is not None else "-"
-        stages = [result.stages.get(name, "-") for name in stage_names()]
-        table.add_row(Text(result.name), status, *stages, seconds, Text(_shown(result.output)))
+        statuses = [result.stages.get(name, "-") for name in names]
+        table.add_row(Text(result.name), status, *statuses, seconds, Text(_shown(result.output)))
     return table
 
 

@@ -65,7 +65,7 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
     engine = Engine(_load(project, input_path, output, device), progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
-        click.echo(f"{result.name:<9} {result.status:<9} {result.detail}", err=quiet)
+        click.echo(f"{result.name:<10} {result.status:<9} {result.detail}", err=quiet)
     failed = [r for r in report.results if r.status == "failed"]
     if failed:
         raise DubprepError(failed[0].detail)
@@ -94,7 +94,7 @@ def plan(project, input_path, output, from_stage, until_stage, force) -> int:
 
     engine = Engine(_load(project, input_path, output))
     for step in engine.plan(_options(from_stage, until_stage, force)):
-        click.echo(f"{step.name:<9} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
+        click.echo(f"{step.name:<10} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
     return 0
 
 
@@ -137,7 +137,7 @@ def _models_dir_option(command):
 
 @cli.group()
 def models() -> None:
-    """Separation models: which are known, where they go, whether they are intact."""
+    """Models you bring (separation, speech recognition): which are known, where they go, whether they are intact."""
 
 
 @models.command("list")

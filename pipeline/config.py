@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,29 @@ def preset_names() -> list[str]:
 
 
 def project_model(sections: dict[str, Any]) -> type[Project]:
-    """:class:`Project` with a field per registered stage, each the model its ``sections[stage]`` calls for."""
-    chosen = []
+    """:class:`Project` with a field per registered stage, each the model its ``sections[stage]`` calls for.
+
+    An optional stage's field is None unless the project has its key.
+    """
+    chosen = _stage_models(sections)
+    return _model(tuple((stage.name, chosen[stage.name], stage.optional) for stage in stages()))
+
+
+def _stage_models(sections: dict[str, Any]) -> dict[str, type[BaseModel]]:
+    """Each stage's parameter model for its section of the project (the backend it names, if it has backends)."""
+    models_by_stage = {}
     for stage in stages():
         section = sections.get(stage.name)
-        chosen.append((stage.name, stage.params_model(section if isinstance(section, dict) else {})))
-    return _model(tuple(chosen))
+        models_by_stage[stage.name] = stage.params_model(section if isinstance(section, dict) else {})
+    return models_by_stage
 
 
 @functools.cache
-def _model(chosen: tuple[tuple[str, type[BaseModel]], ...]) -> type[Project]:
-    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in chosen}
+def _model(chosen: tuple[tuple[str, type[BaseModel], bool], ...]) -> type[Project]:
+    fields: dict[str, Any] = {
+        name: (model | None, None) if optional else (model, Field(default_factory=model))
+        for name, model, optional in chosen
+    }
     return create_model("Project", __base__=Project, **fields)
 
 
@@ -123,7 +136,7 @@ def _merged(layers: list[Layer]) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
     for _, data in layers:
         chosen = deep_merge(chosen, data)
-    models_by_stage = project_model(chosen).model_fields
+    models_by_stage = _stage_models(chosen)
     merged: dict[str, Any] = {}
     for folder, data in layers:
         data = dict(data)
@@ -134,7 +147,7 @@ def _merged(layers: list[Layer]) -> dict[str, Any]:
             data["models"] = {**data["models"], "dir": (folder / Path(data["models"]["dir"]).expanduser()).absolute()}
         for stage in stages():
             if isinstance(data.get(stage.name), dict):
-                data[stage.name] = absolute_paths(models_by_stage[stage.name].annotation, data[stage.name], folder)
+                data[stage.name] = absolute_paths(models_by_stage[stage.name], data[stage.name], folder)
         merged = deep_merge(merged, data)
     return merged
 
@@ -219,6 +232,7 @@ def _backends_taking(loc: list[str]) -> list[str]:
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     for part in loc:
         annotation = model.model_fields[part].annotation
+        annotation = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)  # X | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

@@ -38,7 +38,7 @@ from dubprep.device import DeviceUnavailable, resolve_device
 from dubprep.errors import ConfigError, DubprepError, StageError
 from dubprep.lock import OutputLock
 from dubprep.progress import NullProgress, ProgressHook
-from dubprep.stage import Stage, StageContext, stage_names, stages
+from dubprep.stage import Stage, StageContext, stages
 
 LOG_NAME = "dubprep.log"
 _runs = itertools.count(1)
@@ -94,16 +94,21 @@ class Engine:
         self.log = logging.getLogger(f"dubprep.run{next(_runs)}")
         self.log.setLevel(logging.DEBUG)
         self._resolved_device: str | None = None
-
-    def selected(self, options: RunOptions) -> tuple[Stage, ...]:
-        """The stages from ``--from`` to ``--until`` that the project switches on, in order."""
-        every, names = stages(), stage_names()
-        first = names.index(options.from_stage) if options.from_stage else 0
-        last = names.index(options.until_stage) if options.until_stage else len(every) - 1
-        return tuple(stage for stage in every[first : last + 1] if stage.active(self._params(stage)))
+        # The registered stages this project runs: an optional one only when the project has its key.
+        self.stages = tuple(s for s in stages() if not s.optional or self._params(s) is not None)
 
     def _params(self, stage: Stage):
         return getattr(self.project, stage.name)
+
+    def selected(self, options: RunOptions) -> tuple[Stage, ...]:
+        """The project's stages from ``--from`` to ``--until``; ConfigError naming one it does not have."""
+        names = [stage.name for stage in self.stages]
+        for asked in (options.from_stage, options.until_stage, *options.force):
+            if asked is not None and asked not in names:
+                raise ConfigError(f"{asked}: not a stage of this project (its stages: {', '.join(names)})")
+        first = names.index(options.from_stage) if options.from_stage else 0
+        last = names.index(options.until_stage) if options.until_stage else len(names) - 1
+        return self.stages[first : last + 1]
 
     def forced(self, options: RunOptions) -> frozenset[str]:
         """Stages that rerun whatever the cache says: --force, and --from onwards."""
@@ -132,7 +137,12 @@ class Engine:
         return f"if {upstream}'s outputs change"
 
     def run(self, options: RunOptions) -> RunReport:
-        """Run the selected stages under the output lock; never raises DubprepError."""
+        """Run the selected stages under the output lock.
+
+        Raises ConfigError only for options naming a stage this project does
+        not have; every other DubprepError ends up in the report.
+        """
+        selected = self.selected(options)
         self.project.output.mkdir(parents=True, exist_ok=True)
         handler = _file_handler(self.project.output / LOG_NAME)
         self.log.addHandler(handler)
@@ -142,7 +152,7 @@ class Engine:
                 self.log.info("run: %s -> %s", self.project.input, self.project.output)
                 self._clean_state()
                 hashes = HashCache(self.state_dir / "hashes.json")
-                for stage in self.selected(options):
+                for stage in selected:
                     result = self._run_stage(stage, self.forced(options), hashes)
                     report.results.append(result)
                     if result.status == "failed":
@@ -213,13 +223,12 @@ class Engine:
         }
 
     def _producers(self, stage: Stage) -> dict[str, Stage]:
-        """The stage that writes each of ``stage``'s inputs; inputs of a stage the project switches off are left out."""
-        producers = {}
-        for name in stage.inputs:
-            producer = next(s for s in stages() if name in s.outputs)
-            if producer.active(self._params(producer)):
-                producers[name] = producer
-        return producers
+        """The stage of this run that writes each artifact ``stage`` reads: its inputs, and the optional ones written."""
+        writers: dict[str, Stage] = {}
+        for earlier in self.stages:  # the first stage to write an artifact is its producer (assemble copies turns)
+            writers.update({name: earlier for name in earlier.outputs if name not in writers})
+        producers = {name: writers[name] for name in stage.inputs}
+        return producers | {name: writers[name] for name in stage.optional_inputs if name in writers}
 
     def _producer_manifest(self, stage: Stage, artifact: str, producer: Stage) -> dict:
         manifest = read_manifest(stage_folder(self.project.output, producer))

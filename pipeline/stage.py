@@ -32,8 +32,8 @@ from dubprep.registry import Registry
 class StageContext:
     """Everything a stage may use while it runs.
 
-    ``inputs`` maps each declared input artifact name to its file (an input
-    whose producing stage is switched off is left out); ``work_dir`` is an
+    ``inputs`` maps each declared input artifact name to its file (an
+    optional input only when a stage of this run writes it); ``work_dir`` is an
     empty folder where every declared output must be written
     (``work_dir / name``); ``media`` is the input media file, for the stage
     that reads it; ``device`` is the torch device for its models ('cpu' or
@@ -62,7 +62,9 @@ class Stage(ABC):
 
     Subclasses set ``name``, ``position`` (stages run in increasing
     position), ``inputs``, ``outputs`` and ``Params``, implement :meth:`run`
-    and are decorated with :func:`register`. Every declared output must
+    and are decorated with :func:`register`. An ``optional`` stage runs only
+    in a project that has its key; a stage reads its ``optional_inputs``
+    when a stage of the run writes them. Every declared output must
     exist when ``run`` returns; further files the stage writes in its work
     folder (e.g. one stem per speaker) are recorded in the manifest as well.
     A stage's result lives in ``OUT/work/<name>/`` unless ``folder`` names
@@ -74,7 +76,11 @@ class Stage(ABC):
 
     name: ClassVar[str]
     position: ClassVar[int]
+    # An optional stage runs only when the project has its key (its parameters are not None).
+    optional: ClassVar[bool] = False
     inputs: ClassVar[tuple[str, ...]] = ()
+    # Read when a stage of this run writes them (the transcript, when the project transcribes).
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[BaseModel]]
     folder: ClassVar[str | None] = None
@@ -99,10 +105,6 @@ class Stage(ABC):
         """The backend ``params`` chooses."""
         assert self.backends is not None, f"the {self.name} stage has no backends"
         return self.backends.get(params.backend)
-
-    def active(self, params: BaseModel) -> bool:
-        """Whether the stage runs in a project with ``params`` (a stage that is off unless asked says no)."""
-        return True
 
     def code_modules(self, params: BaseModel) -> tuple[str, ...]:
         """Dotted names of the modules whose code defines this stage's result (with what they import)."""

@@ -17,7 +17,10 @@ Tools:
 Levels are the original mix's: nothing is normalised. Beside them: the cue
 list (CSV), SRT, the turns as RTTM and JSON, ``timeline.otio`` (an
 OpenTimelineIO timeline: DX and ME, and a clip per turn on each speaker's
-track, referencing the stems) and the QC (qc.json, report.html).
+track, referencing the stems) and the QC (qc.json, report.html). When the
+project transcribes: the cues carry the text, cut to ``cues`` (the layout),
+and ``cues.vtt``, ``dialogue_list.csv`` and ``transcript.json`` are added;
+QC lists the words found in the M&E.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono, iter_blocks
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
-from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
+from dubprep.cue_layout import CueLayout
+from dubprep.cuelist import write_cue_lists
 from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, STEMS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
@@ -67,7 +71,9 @@ class AssembleParams(BaseModel):
     speaker talks goes; ``both`` keeps it in each speaker's stem,
     ``exclusive`` gives each moment to one speaker (diarize's exclusive
     turns), so the speaker stems sum to DX during speech. ``dialogue_guide``
-    adds ``DX-GUIDE``, DX folded down to mono. ``qc`` holds the limits the
+    adds ``DX-GUIDE``, DX folded down to mono. ``cues``: how long a cue of a
+    transcribed programme may be (lines, characters per line, seconds);
+    without a transcript each turn is one cue. ``qc`` holds the limits the
     delivery is checked against (16-bit stems re-sum to the mix only about
     65 dB down: set ``qc.null_test_min_db`` near 45 for them).
     """
@@ -83,6 +89,7 @@ class AssembleParams(BaseModel):
     start_timecode: str | None = None
     overlap: Literal["both", "exclusive"] = "both"
     dialogue_guide: bool = False
+    cues: CueLayout = CueLayout()
     qc: QcLimits = QcLimits()
 
     @field_validator("name_template")
@@ -123,6 +130,7 @@ class AssembleStage(Stage):
     position = 90
     folder = "deliverables"
     inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
+    optional_inputs = ("transcript.json", "words_in_me.json")
     outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
@@ -141,9 +149,10 @@ class AssembleStage(Stage):
             ctx.output("timeline.otio"), ctx.params.title, timeline_tracks(writer.assets, programme.media, speakers),
             programme.start_timecode, programme.rate, programme.media.frames,
         )
-        cues = cues_from_turns(turns, names)
-        write_cue_csv(ctx.output("cues.csv"), cues, programme.start_timecode, programme.rate)
-        write_srt(ctx.output("cues.srt"), cues)
+        cues = write_cue_lists(
+            ctx.work_dir, turns, names, ctx.inputs.get("transcript.json"), ctx.params.cues, programme.start_timecode,
+            programme.rate,
+        )
         shutil.copyfile(ctx.inputs["turns.rttm"], ctx.output("turns.rttm"))
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
@@ -151,7 +160,7 @@ class AssembleStage(Stage):
             work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
             separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
-            source=ctx.media, layouts=writer.layouts,
+            source=ctx.media, layouts=writer.layouts, me_words=ctx.inputs.get("words_in_me.json"),
         )
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
 

@@ -42,24 +42,22 @@ def test_a_backend_in_one_module_and_a_registry_line_runs_the_whole_pipeline(ide
 class NotesParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    heading: str = "SPEAKERS"
 
 
 class NotesStage(Stage):
-    """An optional stage between diarize and assemble: off unless the project asks for it."""
+    """An optional stage after diarize: off unless the project has a ``notes`` key."""
 
     name = "notes"
-    position = 40
+    position = 35
+    optional = True
     inputs = ("turns.json",)
     outputs = ("speakers.txt",)
     Params = NotesParams
 
-    def active(self, params: NotesParams) -> bool:
-        return params.enabled
-
     def run(self, ctx: StageContext) -> None:
         speakers = json.loads(ctx.inputs["turns.json"].read_text())["speakers"]
-        ctx.output("speakers.txt").write_text("\n".join(speakers) + "\n")
+        ctx.output("speakers.txt").write_text("\n".join([ctx.params.heading, *speakers]) + "\n")
 
 
 @pytest.fixture
@@ -78,11 +76,13 @@ def test_a_stage_that_is_off_unless_asked_is_one_registered_module(notes, finish
     assert main(["run", str(project)]) == 0
     assert "notes" not in statuses(capsys.readouterr().out)  # off: not run, not planned
     assert not (out / "work/notes").exists()
-    project.write_text(project.read_text() + "notes:\n  enabled: true\n")  # the project schema knows the stage
-    assert main(["plan", str(project), "--from", "notes"]) == 0  # and so does the command line
-    assert "notes     will run (forced)" in capsys.readouterr().out
+    assert main(["run", str(project), "--from", "notes"]) == 1  # the command line knows it, the project does not
+    assert "notes: not a stage of this project" in capsys.readouterr().err
+    project.write_text(project.read_text() + "notes:\n  heading: CAST\n")  # the project schema knows the stage
+    assert main(["plan", str(project), "--from", "notes"]) == 0
+    assert "notes      will run (forced)" in capsys.readouterr().out
     assert main(["run", str(project)]) == 0
     ran = statuses(capsys.readouterr().out)
     assert ran == {"extract": "cached", "separate": "cached", "diarize": "cached", "notes": "ran", "assemble": "cached"}
     speakers = json.loads((out / "deliverables/turns.json").read_text())["speakers"]
-    assert (out / "work/notes/speakers.txt").read_text().split() == speakers
+    assert (out / "work/notes/speakers.txt").read_text().split() == ["CAST", *speakers]

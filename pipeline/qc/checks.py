@@ -11,7 +11,7 @@ from pathlib import Path
 from dubprep.audio_io import SAMPLE_RATE
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.qc.result import Check, Loudness, NullTest, QcInputs, QcLimits, QcResult, SpeechSpan, StemScan, amplitude_db
-from dubprep.qc.speech import VAD_THRESHOLD
+from dubprep.qc.speech import SPEECH_DETECTOR
 from dubprep.timecode import FrameRate, span_timecodes
 
 _SPANS_IN_FAILURE = 3
@@ -131,7 +131,7 @@ def write_json(path: Path, result: QcResult) -> None:
         "null_tests": {null.label: asdict(null) for null in result.nulls},
         "dialogue_in_me": {
             "speech_s": sum(s.duration_s for s in result.speech),
-            "detector": f"Silero VAD on the centre signals, threshold {VAD_THRESHOLD}",
+            "detector": SPEECH_DETECTOR,
             "spans": [
                 {**asdict(s), "duration_s": s.duration_s, "timecode": _span_timecodes(s, inputs)}
                 for s in result.speech
@@ -139,7 +139,22 @@ def write_json(path: Path, result: QcResult) -> None:
         },
         "speakers": result.turns.get("speakers", []),
     }
+    if result.me_words is not None:
+        document["dialogue_in_me"]["words"] = words_in_me(result)
     path.write_text(json.dumps(_finite(document), indent=2, ensure_ascii=False) + "\n")
+
+
+def words_in_me(result: QcResult) -> list[dict]:
+    """Each M&E span in which words were heard: its timecode, its text and its words (each with timecode)."""
+    inputs = result.inputs
+    return [
+        {**span, "timecode": span_timecodes(span["start_s"], span["end_s"], inputs.start_timecode, inputs.rate),
+         "words": [
+             {**word, "timecode": span_timecodes(word["start_s"], word["end_s"], inputs.start_timecode, inputs.rate)}
+             for word in span["words"]
+         ]}
+        for span in result.me_words["spans"] if span["words"]
+    ]
 
 
 def _stem_json(scan: StemScan, loudness: Loudness) -> dict:

@@ -58,7 +58,8 @@ class QcInputs:
     ``start_timecode`` and ``rate`` place the programme on the picture's
     timeline (as the stems' bext says). ``source`` is the programme's media
     file, for the picture's duration; None or a file without picture skips
-    that comparison.
+    that comparison. ``me_words`` is the transcribe stage's
+    ``words_in_me.json`` (None when the project does not transcribe).
     """
 
     work_dir: Path
@@ -71,6 +72,7 @@ class QcInputs:
     rate: FrameRate
     source: Path | None = None
     layouts: dict[str, str] = field(default_factory=dict)
+    me_words: Path | None = None
 
     def layout_of(self, asset: str) -> str:
         return self.layouts.get(asset, self.media.layout)
@@ -162,6 +164,7 @@ class QcResult:
     speech: list[SpeechSpan]
     picture_s: float | None
     turns: dict
+    me_words: dict | None = None  # words_in_me.json, when the project transcribes
     checks: list[Check] = field(default_factory=list)
 
     @property

@@ -14,7 +14,9 @@ external resource) beside the stems. Checks:
 - the null tests: mix - (DX + ME) and mix - (DX + MX + FX) from the
   delivered files, in dB below the mix's RMS: each way a studio rebuilds
   the mix;
-- dialogue left in the M&E: speech found by Silero VAD, in seconds, with spans.
+- dialogue left in the M&E: speech found by Silero VAD, in seconds, with spans;
+  when the project transcribes, the words heard in those spans (listed, not
+  checked: the seconds of speech are the check).
 
 Loudness (BS.1770-4 integrated, LRA) and true peak are ffmpeg's
 (:mod:`~dubprep.qc.loudness`), run beside the passes over the samples.
@@ -70,6 +72,7 @@ def run_qc(
     result = QcResult(
         inputs=inputs, limits=limits, loudness=loudness, scans=scans, nulls=nulls, speech=speech,
         picture_s=picture_duration_s(inputs.source), turns=json.loads(inputs.turns.read_text()),
+        me_words=json.loads(inputs.me_words.read_text(encoding="utf-8")) if inputs.me_words else None,
     )
     result.checks = all_checks(result)
     write_json(inputs.work_dir / "qc.json", result)

@@ -14,6 +14,7 @@ from dubprep.vad import WINDOW_SAMPLES, lane_probabilities, speech_spans
 
 # Silero's defaults, with pauses under 0.3 s bridged so one line of dialogue reads as one span.
 VAD_THRESHOLD = 0.5
+SPEECH_DETECTOR = f"Silero VAD on the centre signals, threshold {VAD_THRESHOLD}"
 _SILERO = {"min_speech_duration_ms": 250, "min_silence_duration_ms": 300, "speech_pad_ms": 30}
 
 
