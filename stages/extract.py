@@ -23,7 +23,7 @@ from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.probe import AudioStream, Probe, probe
 from dubprep.stage import Stage, StageContext
-from dubprep.tools import find_tool
+from dubprep.tools import find_tool, version
 
 # ffprobe layout name -> dubprep layout name. Both 5.1 variants decode to
 # L R C LFE Ls Rs; '7.1' decodes to L R C LFE Lrs Rrs Lss Rss.
@@ -55,6 +55,7 @@ class ExtractStage(Stage):
     Params = ExtractParams
 
     def run(self, ctx: StageContext) -> None:
+        ctx.log.info("extract: %s (%s)", version(find_tool("ffmpeg")), find_tool("ffmpeg"))
         info = probe(ctx.media)
         stream = select_stream(info, ctx.params)
         layout = resolve_layout(ctx.media, stream, ctx.log)

@@ -11,6 +11,7 @@ from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.stage import StageContext
 from dubprep.stages.extract import ExtractParams, ExtractStage
+from dubprep.tools import find_tool, version
 from media_factory import (
     channel_frequencies_hz,
     dominant_frequencies_hz,
@@ -19,6 +20,8 @@ from media_factory import (
     make_truncated,
     make_video_only,
 )
+
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
 
 
 def extract(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInfo]:
@@ -107,3 +110,11 @@ def test_bad_input_is_one_clear_error(tmp_path, make, message):
     with pytest.raises(MediaError, match=message) as err:
         extract(media, tmp_path / "work")
     assert "\n" not in str(err.value)
+
+
+def test_log_names_the_ffmpeg_that_decoded(tmp_path, caplog):
+    media = make_media(tmp_path / "in.wav", layout="stereo", duration_s=0.5, video=False)
+    with caplog.at_level(logging.INFO, logger="test"):
+        extract(media, tmp_path / "work")
+    assert f"extract: {version(find_tool('ffmpeg'))} ({find_tool('ffmpeg')})" in caplog.text
+    assert version(find_tool("ffmpeg")).startswith("ffmpeg version ")
