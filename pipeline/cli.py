@@ -19,10 +19,19 @@ _STAGES = ("extract", "separate", "diarize", "assemble")
 QC_FAILED_EXIT = 3
 
 
+def _path(ctx, param, value: str | tuple[str, ...] | None) -> Path | tuple[Path, ...] | None:
+    """The value as a Path; click would read '' as '.', the current folder, where an empty path is a slip."""
+    values = value if isinstance(value, tuple) else (value,)
+    if "" in values:
+        raise click.BadParameter("an empty path; name a file or folder")
+    paths = tuple(None if v is None else Path(v) for v in values)
+    return paths if isinstance(value, tuple) else paths[0]
+
+
 def _project_options(command):
-    command = click.option("--output", "-o", type=click.Path(path_type=Path), help="Output folder (overrides the project's).")(command)
-    command = click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Input media (overrides the project's).")(command)
-    return click.argument("project", required=False, type=click.Path(path_type=Path))(command)
+    command = click.option("--output", "-o", type=click.Path(), callback=_path, help="Output folder (overrides the project's).")(command)
+    command = click.option("--input", "-i", "input_path", type=click.Path(), callback=_path, help="Input media (overrides the project's).")(command)
+    return click.argument("project", required=False, type=click.Path(), callback=_path)(command)
 
 
 @click.group()
@@ -49,7 +58,9 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
     engine = Engine(_load(project, input_path, output, device), progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
-        click.echo(f"{result.name:<9} {result.status:<9} {result.detail}", err=quiet)
+        # A failure's detail is the closing error line, said once.
+        detail = "" if result.status in ("failed", "qc_failed") else result.detail
+        click.echo(f"{result.name:<9} {result.status:<9} {detail}".rstrip(), err=quiet)
     failed = [r for r in report.results if r.status == "failed"]
     if failed:
         raise DubprepError(failed[0].detail)
@@ -85,9 +96,9 @@ def plan(project, input_path, output, from_stage, until_stage, force) -> int:
 
 
 @cli.command()
-@click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("projects", nargs=-1, type=click.Path(), callback=_path)
 @click.option("--media", help="Glob of media files ('reels/*.mov'); each is a job of the template PROJECT (or the default preset).")
-@click.option("--output-root", type=click.Path(path_type=Path), help="With --media: each job writes OUTPUT_ROOT/<media stem>.")
+@click.option("--output-root", type=click.Path(), callback=_path, help="With --media: each job writes OUTPUT_ROOT/<media stem>.")
 @click.option("--scheduler", help="A running dask scheduler (tcp://host:8786); default: a local cluster.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local cluster processes (default: one per CPU core, at most one per job).")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="How many more times a failed job runs.")

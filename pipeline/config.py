@@ -8,7 +8,9 @@ before any work; an error names the file, the key path and the allowed values.
 
 from __future__ import annotations
 
+import errno
 import re
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,11 @@ from dubprep.stages.extract import ExtractParams
 from dubprep.stages.separate import SeparateParams, model_directory
 
 DEFAULT_PRESET = "default"
+# What a run writes in its output folder (the engine's layout): an input in there would be overwritten.
+OUTPUT_MANAGED = ("work", "deliverables", ".dubprep", "dubprep.log")
+# Values in a project file once its YAML aliases are expanded: a real one has a few dozen.
+_MAX_YAML_VALUES = 10_000
+_QUOTE_CHARS = 60  # of a value quoted in an error
 
 
 class Project(BaseModel):
@@ -77,9 +84,37 @@ def load_project(
             flag = f"--{key}"
             raise ConfigError(f"{label}: {key}: required; set it in the project file or pass {flag}")
     project = _validate(raw, label)
-    if not project.input.is_file():
-        raise ConfigError(f"{label}: input: file not found: {project.input}; fix the path or pass --input")
+    input_label = "--input" if input_path is not None else f"{label}: input"
+    _check_input(project.input, input_label)
+    _check_output(project, input_label, "--output" if output_path is not None else f"{label}: output")
     return _with_model_located(project)
+
+
+def _check_input(media: Path, where: str) -> None:
+    """ConfigError unless ``media`` is a regular file (a folder, a link loop, a missing file)."""
+    try:
+        media.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{where}: {media}: a symbolic link loop; point it at the media file") from None
+        raise ConfigError(f"{where}: {media}: file not found; fix the path") from None
+    if media.is_dir():
+        raise ConfigError(f"{where}: {media} is a folder; give a media file")
+    if not media.is_file():
+        raise ConfigError(f"{where}: {media} is not a regular file; give a media file")
+
+
+def _check_output(project: Project, input_label: str, where: str) -> None:
+    """ConfigError when the output is a file, or when the run would rewrite its own input."""
+    if project.output.exists() and not project.output.is_dir():
+        raise ConfigError(f"{where}: {project.output} is a file, not a folder; choose a folder for the outputs")
+    media, output = project.input.resolve(), project.output.resolve()
+    for name in OUTPUT_MANAGED:
+        if media == output / name or media.is_relative_to(output / name):
+            raise ConfigError(
+                f"{input_label}: {project.input} is among the files a run on {project.output} rewrites ({name}); "
+                f"copy it elsewhere or choose another --output"
+            )
 
 
 def _with_model_located(project: Project) -> Project:
@@ -97,6 +132,10 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends: loops back to itself via {' -> '.join(map(str, seen))}")
     data = _read_yaml(path)
     for key in ("input", "output"):
+        if data.get(key) == "":
+            # Path("") is the current folder: an empty value is a slip, not a choice.
+            what = "media file" if key == "input" else "folder"
+            raise ConfigError(f"{path}: {key}: an empty path; give a {what} (relative to this file)")
         if isinstance(data.get(key), str):
             data[key] = (path.parent / data[key]).absolute()
     _absolute_diarize_paths(data, path.parent)
@@ -105,9 +144,27 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {parent!r}")
+        raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {_quoted(parent)}")
     base = _resolve(path.parent / parent, seen + (path,)) if parent.endswith((".yaml", ".yml")) else _preset(parent, str(path))
-    return deep_merge(base, data)
+    return deep_merge(_without_alternatives(base, data), data)
+
+
+def _without_alternatives(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` less the keys ``override`` replaces by choosing another way (a stage's ``alternatives``).
+
+    A project's ``extract.language`` replaces an ``extract.audio_stream`` from
+    the preset it extends, and the other way round.
+    """
+    trimmed = dict(base)
+    for section, field in Project.model_fields.items():
+        groups = getattr(field.annotation, "alternatives", ())
+        mine, inherited = override.get(section), base.get(section)
+        if not (groups and isinstance(mine, dict) and isinstance(inherited, dict)):
+            continue
+        chosen = [group for group in groups if mine.keys() & set(group)]
+        replaced = {key for group in groups if chosen and group not in chosen for key in group}
+        trimmed[section] = {key: value for key, value in inherited.items() if key not in replaced}
+    return trimmed
 
 
 def _absolute_model_paths(data: dict[str, Any], folder: Path) -> None:
@@ -150,7 +207,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: project file not found; check the path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_values(node, {}, _MAX_YAML_VALUES) > _MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"{path}: its aliases expand past {_MAX_YAML_VALUES} values; a project file needs a few dozen, "
+                    f"write the values out"
+                )
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -162,6 +229,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a YAML mapping of keys (input, output, stages), got {type(data).__name__}")
     return data
+
+
+def _expanded_values(node: yaml.Node, counted: dict[int, int], limit: int) -> int:
+    """How many values ``node`` holds with every alias written out, counting each shared node once.
+
+    Stops past ``limit`` (an alias bomb expands exponentially); a node that
+    contains itself counts as past it.
+    """
+    if id(node) in counted:
+        return counted[id(node)]
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    counted[id(node)] = limit + 1  # until known: a cycle back to this node is past the limit
+    children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
+    total = 1
+    for child in children:
+        total += _expanded_values(child, counted, limit)
+        if total > limit:
+            break
+    counted[id(node)] = total
+    return total
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -190,14 +278,21 @@ def _describe(error: dict[str, Any], label: str) -> str:
     kind = error["type"]
     if kind == "literal_error":
         allowed = error["ctx"]["expected"].replace(" or ", ", ").replace("'", "")
-        return f"{label}: {key}: {value!r} is not one of: {allowed}"
+        return f"{label}: {key}: {_quoted(value)} is not one of: {allowed}"
     if kind == "extra_forbidden":
         allowed = ", ".join(_fields_at(loc[:-1])) or "none"
         return f"{label}: {key}: unknown key; allowed keys here: {allowed}"
     if kind == "missing":
         return f"{label}: {key}: required"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{label}: {key}: {message} (got {value!r})"
+    return f"{label}: {key}: {message} (got {_quoted(value)})"
+
+
+def _quoted(value: Any) -> str:
+    """``value`` as Python writes it, cut to part of a line: an error names the value, it does not reprint it."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _QUOTE_CHARS else f"{value[:_QUOTE_CHARS]!r}... ({len(value)} characters)"
+    return reprlib.repr(value)
 
 
 def _fields_at(loc: list[str]) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Literal
 
 from dubprep.cache import MANIFEST, HashCache, KeyParts, code_hash, describe_outputs, outputs_intact, read_manifest, write_json_atomic
 from dubprep.config import Project
+from dubprep.console import FILE_ONLY
 from dubprep.device import DeviceUnavailable, resolve_device
 from dubprep.errors import ConfigError, DubprepError, StageError
 from dubprep.lock import OutputLock
@@ -131,8 +132,13 @@ class Engine:
 
     def run(self, options: RunOptions) -> RunReport:
         """Run the selected stages under the output lock; never raises DubprepError."""
-        self.project.output.mkdir(parents=True, exist_ok=True)
-        handler = _file_handler(self.project.output / LOG_NAME)
+        try:
+            self.project.output.mkdir(parents=True, exist_ok=True)
+            handler = _file_handler(self.project.output / LOG_NAME)
+        except OSError as exc:  # a read-only disk, a parent that is a file, no permission
+            message = (f"{self.project.output}: cannot create the output folder or write in it "
+                       f"({exc.strerror or exc}); choose another --output")
+            return RunReport([StageResult("output", "failed", 0.0, message)])
         self.log.addHandler(handler)
         report = RunReport()
         try:
@@ -146,7 +152,7 @@ class Engine:
                     if result.status == "failed":
                         break
         except DubprepError as exc:
-            self.log.error("%s", exc)
+            self.log.error("%s", exc, extra=FILE_ONLY)
             report.results.append(StageResult("lock", "failed", 0.0, str(exc)))
         finally:
             self.log.removeHandler(handler)
@@ -164,12 +170,12 @@ class Engine:
             self.log.info("%s: running (%s)", stage.name, reason)
             failed = self._execute(stage, hashes)
         except DubprepError as exc:
-            self.log.error("%s: failed: %s", stage.name, exc)
+            self.log.error("%s: failed: %s", stage.name, exc, extra=FILE_ONLY)
             return StageResult(stage.name, "failed", time.monotonic() - started, str(exc))
         except Exception as exc:  # a bug: keep the trace in the log, one line on the console
             self.log.debug("%s", traceback.format_exc())
             message = f"internal error in {stage.name}: {exc!r}; see {self.project.output / LOG_NAME}"
-            self.log.error("%s: failed: %s", stage.name, message)
+            self.log.error("%s: failed: %s", stage.name, message, extra=FILE_ONLY)
             return StageResult(stage.name, "failed", time.monotonic() - started, message)
         seconds = time.monotonic() - started
         detail = self._summary(stage, seconds)
@@ -298,7 +304,7 @@ def _checked(result: StageResult, failed_checks: list[str], log: logging.Logger)
     if not failed_checks:
         return result
     message = f"{len(failed_checks)} QC check(s) failed: " + "; ".join(failed_checks)
-    log.error("%s: %s", result.name, message)
+    log.error("%s: %s", result.name, message, extra=FILE_ONLY)
     return StageResult(result.name, "qc_failed", result.seconds, message)
 
 

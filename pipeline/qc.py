@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.signal import firwin, lfilter
 
 from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE
+from dubprep.console import FILE_ONLY
 from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
@@ -270,7 +271,7 @@ def run_qc(
     write_json(inputs.work_dir / "qc.json", result)
     write_report(inputs.work_dir / "report.html", result)
     for failure in result.failures:
-        log.warning("qc: %s", failure)
+        log.warning("qc: %s", failure, extra=FILE_ONLY)  # the run's closing error line lists them
     log.info("qc: %d checks, %d failed; details in report.html beside the stems", len(result.checks), len(result.failures))
     return result.failures
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 import ffmpeg
 import numpy as np
@@ -41,6 +41,8 @@ class ExtractParams(BaseModel):
 
     audio_stream: int | None = Field(default=None, ge=0)
     language: str | None = None
+    # Two ways of choosing the stream: a project that names one replaces the other where it extends a preset.
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = (("audio_stream",), ("language",))
 
     @model_validator(mode="after")
     def _one_selector(self) -> ExtractParams:
