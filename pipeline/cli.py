@@ -120,9 +120,9 @@ def batch(projects, media, output_root, scheduler, workers, retries, gpu_per_job
     report = run_batch(jobs, params, on_result=lambda result: click.echo(finished_line(result), err=True))
     Console().print(summary_table(report))
     for result in report.results:
-        if result.status == "failed":
-            click.echo(f"{result.name} failed: {result.error}", err=True)
-    return 0 if report.ok else 1
+        if result.status != "done":
+            click.echo(f"{result.name} {result.status}: {result.error}", err=True)
+    return report.exit_code
 
 
 def _models_dir_option(command):
