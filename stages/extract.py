@@ -173,10 +173,26 @@ def _pump(
         start = max(skip_frames - decoded, 0)
         decoded += len(block)
         keep = block[start : start + media.frames - written]
+        _check_finite(keep, written, ctx.media, media.channel_names)
         writer.write(keep)
         written += len(keep)
         ctx.progress.advance(len(keep))
     return written, decoded
+
+
+def _check_finite(block: np.ndarray, first_frame: int, path: Path, names: tuple[str, ...]) -> None:
+    """MediaError naming the time and channel of the first NaN/Inf in ``block`` (frames, channels).
+
+    A float source can hold them; every later stage would choke on them, so
+    they are refused here, where the source file can be named.
+    """
+    if np.isfinite(block).all():
+        return
+    frame, channel = np.argwhere(~np.isfinite(block))[0]
+    raise MediaError(
+        f"{path}: a NaN or infinite sample at {(first_frame + frame) / SAMPLE_RATE:.3f} s in channel "
+        f"{names[channel]}; the file is corrupt there, re-export it"
+    )
 
 
 def _check_decode(

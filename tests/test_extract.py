@@ -118,3 +118,14 @@ def test_log_names_the_ffmpeg_that_decoded(tmp_path, caplog):
         extract(media, tmp_path / "work")
     assert f"extract: {version(find_tool('ffmpeg'))} ({find_tool('ffmpeg')})" in caplog.text
     assert version(find_tool("ffmpeg")).startswith("ffmpeg version ")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_rejected_naming_the_file_and_time(tmp_path, bad):
+    samples = np.full((48_000, 2), 0.1, dtype=np.float32)
+    samples[24_000, 1] = bad
+    media = tmp_path / "corrupt.wav"
+    sf.write(media, samples, 48_000, subtype="FLOAT")
+    with pytest.raises(MediaError, match=r"corrupt\.wav: a NaN or infinite sample at 0\.500 s in channel R; "
+                                         r"the file is corrupt there, re-export it"):
+        extract(media, tmp_path / "work")
