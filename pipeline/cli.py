@@ -54,8 +54,9 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
     from dubprep.progress import NullProgress
 
     configure_logging(quiet)
+    loaded = _load(project, input_path, output, device)
     options = _options(from_stage, until_stage, force)
-    engine = Engine(_load(project, input_path, output, device), progress=NullProgress if quiet else RichProgress)
+    engine = Engine(loaded, progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
         # A failure's detail is the closing error line, said once.
@@ -76,6 +77,9 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
 def validate(project, input_path, output) -> int:
     """Check a project file without running anything."""
     loaded = _load(project, input_path, output)
+    from dubprep.engine import Engine, RunOptions  # after the project is valid: the stages' checks load models
+
+    Engine(loaded).check(RunOptions())
     click.echo(f"{project or 'default preset'}: valid; input {loaded.input}, output {loaded.output}")
     return 0
 
@@ -87,9 +91,10 @@ def validate(project, input_path, output) -> int:
 @click.option("--force", multiple=True, type=click.Choice(_STAGES))
 def plan(project, input_path, output, from_stage, until_stage, force) -> int:
     """Print which stages would run and which are cached."""
+    loaded = _load(project, input_path, output)
     from dubprep.engine import Engine
 
-    engine = Engine(_load(project, input_path, output))
+    engine = Engine(loaded)
     for step in engine.plan(_options(from_stage, until_stage, force)):
         click.echo(f"{step.name:<9} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
     return 0

@@ -289,7 +289,12 @@ def _describe(error: dict[str, Any], label: str) -> str:
 
 
 def _quoted(value: Any) -> str:
-    """``value`` as Python writes it, cut to part of a line: an error names the value, it does not reprint it."""
+    """``value`` as Python writes it, cut to part of a line: an error names the value, it does not reprint it.
+
+    A path is quoted whole, as a string: it is what the user has to find.
+    """
+    if isinstance(value, Path):
+        return repr(str(value))
     if isinstance(value, str):
         return repr(value) if len(value) <= _QUOTE_CHARS else f"{value[:_QUOTE_CHARS]!r}... ({len(value)} characters)"
     return reprlib.repr(value)

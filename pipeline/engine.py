@@ -145,19 +145,25 @@ class Engine:
             with OutputLock(self.state_dir, self.project.output):
                 self.log.info("run: %s -> %s", self.project.input, self.project.output)
                 self._clean_state()
+                self.check(options)
                 hashes = HashCache(self.state_dir / "hashes.json")
                 for stage in self.selected(options):
                     result = self._run_stage(stage, self.forced(options), hashes)
                     report.results.append(result)
                     if result.status == "failed":
                         break
-        except DubprepError as exc:
+        except DubprepError as exc:  # before any stage ran: the lock is held elsewhere, or a check failed
             self.log.error("%s", exc, extra=FILE_ONLY)
-            report.results.append(StageResult("lock", "failed", 0.0, str(exc)))
+            report.results.append(StageResult("run", "failed", 0.0, str(exc)))
         finally:
             self.log.removeHandler(handler)
             handler.close()
         return report
+
+    def check(self, options: RunOptions) -> None:
+        """Each selected stage's own check of what its parameters name; raises DubprepError."""
+        for stage in self.selected(options):
+            stage.check(getattr(self.project, stage.name))
 
     def _run_stage(self, stage: Stage, forced: frozenset[str], hashes: HashCache) -> StageResult:
         started = time.monotonic()

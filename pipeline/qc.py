@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.signal import firwin, lfilter
 
 from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE
@@ -52,6 +51,7 @@ from dubprep.console import FILE_ONLY
 from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
+from dubprep.qc_limits import QcLimits
 from dubprep.qc_report import span_timecodes, write_report
 from dubprep.timecode import FrameRate
 from dubprep.tools import find_tool
@@ -84,36 +84,6 @@ _SPEECH_PAD_MS = 30
 _SPANS_IN_FAILURE = 3
 SEPARATED = ("DX", "ME", "MX", "FX")
 NULL_SUMS = (("DX", "ME"), ("DX", "MX", "FX"))  # stems that re-sum to the mix
-
-
-class QcLimits(BaseModel):
-    """Pass/fail limits of the delivery QC.
-
-    ``me_true_peak_max_dbtp``: Netflix's M&E limit (EBU R128 uses the same).
-    ``stem_true_peak_max_dbtp``: every other stem (DX, MX, FX, DX-GUIDE,
-    DX-<speaker>); None reports without checking, since no delivery spec
-    limits these stems and a hot one only restates a hot mix (levels are
-    never changed). ``null_test_min_db``: mix - (DX + ME) and mix - (DX + MX
-    + FX) from the delivered stems, each in dB below the mix's RMS. 24-bit
-    stems re-sum within their quantisation, a residual near -146 dBFS RMS
-    (-144.5 for three stems): 111 dB below the tests' -33 dBFS mix and
-    still 90 dB below a -54 dBFS one. What the test is for lands far lower:
-    a 0.01 dB gain change on one stem about 60-65 dB, DX one sample late 27
-    dB, ME through 44.1 kHz and back 20 dB. 16-bit stems cannot reach 90
-    (floor near -98 dBFS RMS, 65 dB below the tests' mix): use about 45 for them.
-    ``dialogue_in_me_max_s``: seconds of detected speech the M&E may hold
-    (walla and efforts stay in an M&E and can read as speech; the spans are
-    listed for review). ``picture_tolerance_frames``: how far a stem's
-    duration may be from the picture's.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    me_true_peak_max_dbtp: float = -1.0
-    stem_true_peak_max_dbtp: float | None = None
-    null_test_min_db: float = Field(default=90.0, gt=0.0)
-    dialogue_in_me_max_s: float = Field(default=2.0, ge=0.0)
-    picture_tolerance_frames: int = Field(default=1, ge=0)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
 from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
-from dubprep.qc import QcInputs, QcLimits, run_qc
+from dubprep.qc_limits import QcLimits
 from dubprep.stage import Stage, StageContext
 from dubprep.timecode import FrameRate, timecode_to_samples
 
@@ -150,6 +150,8 @@ class AssembleStage(Stage):
         shutil.copyfile(ctx.inputs["turns.rttm"], ctx.output("turns.rttm"))
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
+        from dubprep.qc import QcInputs, run_qc  # here, not above: QC loads torch, the parameters must not
+
         qc = QcInputs(
             work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
             separated={asset: ctx.inputs[f"{asset}.wav"] for asset in SEPARATED}, media=programme.media,

@@ -20,20 +20,33 @@ import importlib.resources
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pyannote.core import Annotation, Timeline
+import soundfile as sf
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dubprep.cache import sha256_file
+from dubprep.lazy import lazy_module
 from dubprep.media import MediaInfo
+from dubprep.progress import NullProgress
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import builtin_diarizer, pyannote_diarizer, speaker_names, vad
-from dubprep.stages.backends.speaker_names import Embedder
+
+if TYPE_CHECKING:
+    from pyannote.core import Annotation, Timeline
+
+    from dubprep.stages.backends.builtin_diarizer import Diarization
+    from dubprep.stages.backends.pyannote_diarizer import PyannoteDiarization
+    from dubprep.stages.backends.speaker_names import Embedder
+
+    Turns = Diarization | PyannoteDiarization
+
+# Loaded when a run first uses them: the parameters below validate without torch.
+builtin_diarizer, pyannote_diarizer, speaker_names, vad = (
+    lazy_module(f"dubprep.stages.backends.{name}") for name in ("builtin_diarizer", "pyannote_diarizer", "speaker_names", "vad")
+)
 
 URI = "programme"
-Turns = builtin_diarizer.Diarization | pyannote_diarizer.PyannoteDiarization
 
 
 def _speaker_name(name: str) -> str:
@@ -48,6 +61,10 @@ def _speaker_name(name: str) -> str:
 def _existing_clip(path: Path) -> Path:
     if not path.is_file():
         raise ValueError(f"reference clip not found: {path}; fix the path (relative to the project file)")
+    try:
+        sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        raise ValueError(f"reference clip {path} is not audio soundfile reads; give a WAV, FLAC, AIFF or OGG file") from None
     return path
 
 
@@ -130,11 +147,14 @@ class DiarizeStage(Stage):
             digest.update(f"{name}\0{sha256_file(clip)}".encode())
         return digest.hexdigest()
 
+    def check(self, params: DiarizeParams) -> None:
+        """Every reference clip holds speech (Silero VAD): found before separation, not hours after."""
+        speaker_names.load_clips(params.speakers, params.vad_threshold, NullProgress())
+
     def run(self, ctx: StageContext) -> None:
         params: DiarizeParams = ctx.params
         media = MediaInfo.load(ctx.inputs["media.json"])
         source = vad.MonoSource.open(ctx.inputs["DX.wav"], media.channel_names)
-        # Clips first: a bad clip fails in seconds, not after the programme's diarization.
         clips = speaker_names.load_clips(params.speakers, params.vad_threshold, ctx.progress)
         turns, embed = BACKENDS[params.backend](ctx, source)
         if not turns.annotation:
@@ -151,6 +171,8 @@ def _builtin(ctx: StageContext, source: vad.MonoSource) -> tuple[Turns, Embedder
     regions = vad.detect_speech(source, params.vad_threshold, ctx.progress)
     embed = functools.partial(builtin_diarizer.embed_speech, device=ctx.device, progress=ctx.progress)
     if not regions:
+        from pyannote.core import Annotation
+
         return builtin_diarizer.Diarization(Annotation(uri=URI), np.zeros((0, 256), np.float32)), embed
     turns = builtin_diarizer.diarize_regions(
         source, regions, params.speaker_range, params.speaker_similarity, ctx.device, ctx.log, ctx.progress

@@ -50,7 +50,12 @@ from dubprep.errors import StageError
 from dubprep.media import MediaInfo
 from dubprep.progress import ProgressHook
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import bandit, cinesep, cinesep_net, dfn3, mefx, overlap_add
+from dubprep.lazy import lazy_module
+from dubprep.stages.backends import mefx, overlap_add
+
+# Loaded when a run first uses them: the parameters above validate without torch.
+bandit, cinesep, cinesep_net, dfn3 = (lazy_module(f"dubprep.stages.backends.{name}")
+                                      for name in ("bandit", "cinesep", "cinesep_net", "dfn3"))
 
 STEMS = ("DX.wav", "ME.wav", "MX.wav", "FX.wav")
 

@@ -209,3 +209,57 @@ def test_a_failed_stage_is_said_once_on_the_terminal_and_kept_in_the_log(tmp_pat
     assert (done.stdout + done.stderr).count(said) == 1, done.stdout + done.stderr
     assert done.stderr.splitlines()[-1].startswith(f"error: {media}: not a readable media file")
     assert said in (tmp_path / "out/dubprep.log").read_text(encoding="utf-8")
+
+
+HEAVY = ("torch", "pyannote.audio", "pyannote.core", "scipy.signal", "sklearn", "matplotlib", "distributed")
+
+
+def test_a_config_error_is_found_before_any_model_code_loads(tmp_path):
+    # Not timed (benchmarks/validate_speed.py prints the time): what made a typo take 7-15 s is checked here.
+    project = tmp_path / "project.yaml"
+    project.write_text("input: reel.wav\noutput: out\nassemble:\n  bitdepth: 24\n")
+    (tmp_path / "reel.wav").write_bytes(b"")
+    script = ("import sys\nfrom dubprep.cli import main\n"
+              f"code = main(['validate', {str(project)!r}])\n"
+              f"print(code, [m for m in {HEAVY!r} if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ | {"TMPDIR": str(tmp_path)})
+    assert done.stdout.strip() == "1 []", done.stderr
+    assert "assemble.bitdepth: unknown key" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project.yaml", "reel.wav"]  # no torchinductor_* left
+
+
+def test_stage_parameters_import_without_model_code():
+    script = ("import sys\nfrom dubprep.stages import assemble, diarize, extract, separate\n"
+              "params = [assemble.AssembleParams(), diarize.DiarizeParams(), extract.ExtractParams(), separate.SeparateParams()]\n"
+              f"print([m for m in {HEAVY!r} if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.fixture
+def silent_clip(tmp_path: Path) -> Path:
+    path = tmp_path / "alice.wav"
+    sf.write(path, np.zeros(48_000 * 3, dtype=np.float32), 48_000)
+    return path
+
+
+def test_a_reference_clip_that_is_not_audio_is_a_config_error(good, tmp_path, capsys):
+    (tmp_path / "alice.wav").write_text("a casting note\n")
+    project = tmp_path / "project.yaml"
+    project.write_text("input: good.wav\noutput: out\ndiarize:\n  speakers:\n    ALICE: alice.wav\n")
+    assert main(["validate", str(project)]) == 1
+    assert error_of(capsys) == (
+        f"error: {project}: diarize.speakers.ALICE: reference clip {tmp_path / 'alice.wav'} is not audio soundfile reads; "
+        f"give a WAV, FLAC, AIFF or OGG file (got '{tmp_path / 'alice.wav'}')"
+    )
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_reference_clip_without_speech_is_refused_before_any_stage_works(good, silent_clip, tmp_path, capsys, command):
+    project = tmp_path / "project.yaml"
+    project.write_text("input: good.wav\noutput: out\ndiarize:\n  speakers:\n    ALICE: alice.wav\n")
+    assert main([command, str(project), *(["-q"] if command == "run" else [])]) == 1
+    assert error_of(capsys) == (
+        f"error: {silent_clip}: no speech found in the reference clip of ALICE; give a few seconds of ALICE speaking alone"
+    )
+    assert not (tmp_path / "out/work").exists()
