@@ -8,8 +8,9 @@ by default, or on an existing scheduler (``--scheduler tcp://host:8786``).
 
 A job whose engine run fails raises, so dask runs it again (``retries``);
 a job whose only problem is a QC flag is finished (``qc_failed``): its
-delivery needs review, and a rerun would flag it again. A worker that dies mid-job (killed, out of memory) has its job rerun
-elsewhere by the scheduler. Either way the rerun resumes: the engine
+delivery needs review, and a rerun would flag it again. A worker that
+dies mid-job (killed, out of memory) has its job rerun elsewhere by the
+scheduler. Either way the rerun resumes: the engine
 reuses every stage already committed in the job's output folder, which is
 also why running a whole batch again only does the unfinished work. Each
 job's log is its own ``OUT/dubprep.log``.

@@ -95,9 +95,11 @@ def _check_input(media: Path, where: str) -> None:
     try:
         media.stat()
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError(f"{where}: {media}: a symbolic link loop; point it at the media file") from None
-        raise ConfigError(f"{where}: {media}: file not found; fix the path") from None
+        reason = {
+            errno.ELOOP: "a symbolic link loop; point it at the media file",
+            errno.ENOENT: "file not found; fix the path",
+        }.get(exc.errno, f"{exc.strerror}; fix the path or its permissions")
+        raise ConfigError(f"{where}: {media}: {reason}") from None
     if media.is_dir():
         raise ConfigError(f"{where}: {media} is a folder; give a media file")
     if not media.is_file():

@@ -53,7 +53,7 @@ from dubprep.stage import Stage, StageContext
 from dubprep.lazy import lazy_module
 from dubprep.stages.backends import mefx, overlap_add
 
-# Loaded when a run first uses them: the parameters above validate without torch.
+# Loaded when a run first uses them: the parameters below validate without torch.
 bandit, cinesep, cinesep_net, dfn3 = (lazy_module(f"dubprep.stages.backends.{name}")
                                       for name in ("bandit", "cinesep", "cinesep_net", "dfn3"))
 
