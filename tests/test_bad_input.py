@@ -98,7 +98,7 @@ def readme_project(folder: Path) -> Path:
     make_media(folder / "media/reel1.mov", audio_streams=[("stereo", "eng")], duration_s=1.0)
     (folder / "refs").mkdir()
     for name, seed in (("alice", 1), ("bob", 2)):
-        speech_with_background(folder / f"refs/{name}.wav", duration_s=3.0, seed=seed)
+        speech_with_background(folder / f"refs/{name}.wav", duration_s=9.0, seed=seed)  # speech from 6.7 s
     project = folder / "project.yaml"
     project.write_text(text, encoding="utf-8")
     return project
