@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dubprep.config import load_project
-from dubprep.engine import LOG_NAME, STAGE_NAMES, Engine, RunOptions
+from dubprep.engine import LOG_NAME, STAGES, Engine, RunOptions
 from dubprep.errors import ConfigError, DubprepError
 
 _CONNECT_TIMEOUT_S = 10
@@ -274,14 +274,16 @@ def summary_table(report: BatchReport) -> Table:
     table = Table(title="dubprep batch")
     table.add_column("job")
     table.add_column("status")
-    for name in STAGE_NAMES:
+    # An optional stage (transcribe) gets a column when a job of this batch has it.
+    names = [s.name for s in STAGES if not s.optional or any(s.name in r.stages for r in report.results)]
+    for name in names:
         table.add_column(name)
     table.add_column("time", justify="right")
     table.add_column("output", overflow="fold")
     for result in report.results:
         status = {"done": "[green]done[/]", "qc_failed": "[yellow]qc_failed[/]", "failed": "[red]failed[/]"}[result.status]
         seconds = f"{result.seconds:.1f} s" if result.seconds is not None else "-"
-        stages = [result.stages.get(name, "-") for name in STAGE_NAMES]
+        stages = [result.stages.get(name, "-") for name in names]
         table.add_row(Text(result.name), status, *stages, seconds, Text(_shown(result.output)))
     return table
 

@@ -13,7 +13,7 @@ import click
 
 from dubprep.errors import DubprepError
 
-_STAGES = ("extract", "separate", "diarize", "assemble")
+_STAGES = ("extract", "separate", "diarize", "transcribe", "assemble")
 # Exit codes: 0 all done, 1 an error (nothing trusted past it), 3 done but QC
 # flagged the delivery, so a farm can tell "rerun" from "review".
 QC_FAILED_EXIT = 3
@@ -61,7 +61,7 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
     for result in report.results:
         # A failure's detail is the closing error line, said once.
         detail = "" if result.status in ("failed", "qc_failed") else result.detail
-        click.echo(f"{result.name:<9} {result.status:<9} {detail}".rstrip(), err=quiet)
+        click.echo(f"{result.name:<10} {result.status:<9} {detail}".rstrip(), err=quiet)
     failed = [r for r in report.results if r.status == "failed"]
     if failed:
         raise DubprepError(failed[0].detail)
@@ -96,7 +96,7 @@ def plan(project, input_path, output, from_stage, until_stage, force) -> int:
 
     engine = Engine(loaded)
     for step in engine.plan(_options(from_stage, until_stage, force)):
-        click.echo(f"{step.name:<9} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
+        click.echo(f"{step.name:<10} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
     return 0
 
 
@@ -139,7 +139,7 @@ def _models_dir_option(command):
 
 @cli.group()
 def models() -> None:
-    """Separation models: which are known, where they go, whether they are intact."""
+    """Models you bring (separation, speech recognition): which are known, where they go, whether they are intact."""
 
 
 @models.command("list")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import re
 import reprlib
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from dubprep.models import ModelsParams, registry
 from dubprep.stages.assemble import AssembleParams
 from dubprep.stages.diarize import DiarizeParams
 from dubprep.stages.extract import ExtractParams
+from dubprep.stages.backends import fasterwhisper
 from dubprep.stages.separate import SeparateParams, model_directory
+from dubprep.stages.transcribe import TranscribeParams
 
 DEFAULT_PRESET = "default"
 # What a run writes in its output folder (the engine's layout): an input in there would be overwritten.
@@ -46,6 +49,7 @@ class Project(BaseModel):
     extract: ExtractParams = ExtractParams()
     separate: SeparateParams = SeparateParams()
     diarize: DiarizeParams = DiarizeParams()
+    transcribe: TranscribeParams | None = None  # off unless the project asks
     assemble: AssembleParams = AssembleParams()
 
     @field_validator("device")
@@ -120,11 +124,19 @@ def _check_output(project: Project, input_label: str, where: str) -> None:
 
 
 def _with_model_located(project: Project) -> Project:
-    """The bandit backend's ``separate.model`` as the absolute directory it is in, found via ``models.dir``."""
-    if project.separate.backend != "bandit":
-        return project
-    located = str(model_directory(project.separate, project.models.dir))
-    return project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
+    """Registered models as the absolute directories they are in, found via ``models.dir``.
+
+    The bandit backend's ``separate.model``, and ``transcribe.model``, whose
+    files are checked here, before any work (a Hugging Face id stays as it is).
+    """
+    if project.separate.backend == "bandit":
+        located = str(model_directory(project.separate, project.models.dir))
+        project = project.model_copy(update={"separate": project.separate.model_copy(update={"model": located})})
+    if project.transcribe is not None:
+        fasterwhisper.check(project.transcribe.model, project.models.dir)
+        located = str(fasterwhisper.locate(project.transcribe.model, project.models.dir))
+        project = project.model_copy(update={"transcribe": project.transcribe.model_copy(update={"model": located})})
+    return project
 
 
 def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -177,6 +189,12 @@ def _absolute_model_paths(data: dict[str, Any], folder: Path) -> None:
     separate = data.get("separate")
     if isinstance(separate, dict) and isinstance(separate.get("model"), str) and separate["model"] not in registry():
         separate["model"] = str((folder / Path(separate["model"]).expanduser()).absolute())
+    transcribe = data.get("transcribe")
+    if isinstance(transcribe, dict) and isinstance(transcribe.get("model"), str):
+        # A folder there; anything else (a registered name, a Hugging Face id, a typo) stays as written.
+        candidate = folder / Path(transcribe["model"]).expanduser()
+        if transcribe["model"] not in registry() and candidate.is_dir():
+            transcribe["model"] = str(candidate.absolute())
 
 
 def _absolute_diarize_paths(data: dict[str, Any], folder: Path) -> None:
@@ -306,6 +324,7 @@ def _fields_at(loc: list[str]) -> list[str]:
     model: type[BaseModel] = Project
     for part in loc:
         annotation = model.model_fields[part].annotation
+        annotation = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)  # X | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation

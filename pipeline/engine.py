@@ -41,8 +41,9 @@ from dubprep.stages.assemble import AssembleStage
 from dubprep.stages.diarize import DiarizeStage
 from dubprep.stages.extract import ExtractStage
 from dubprep.stages.separate import SeparateStage
+from dubprep.stages.transcribe import TranscribeStage
 
-STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), AssembleStage())
+STAGES: tuple[Stage, ...] = (ExtractStage(), SeparateStage(), DiarizeStage(), TranscribeStage(), AssembleStage())
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 LOG_NAME = "dubprep.log"
 _runs = itertools.count(1)
@@ -98,11 +99,16 @@ class Engine:
         self.log = logging.getLogger(f"dubprep.run{next(_runs)}")
         self.log.setLevel(logging.DEBUG)
         self._resolved_device: str | None = None
+        self.stages = tuple(s for s in STAGES if not s.optional or getattr(project, s.name) is not None)
 
     def selected(self, options: RunOptions) -> tuple[Stage, ...]:
-        first = STAGE_NAMES.index(options.from_stage) if options.from_stage else 0
-        last = STAGE_NAMES.index(options.until_stage) if options.until_stage else len(STAGES) - 1
-        return STAGES[first : last + 1]
+        names = [stage.name for stage in self.stages]
+        for asked in (options.from_stage, options.until_stage, *options.force):
+            if asked is not None and asked not in names:
+                raise ConfigError(f"{asked}: not a stage of this project (its stages: {', '.join(names)})")
+        first = names.index(options.from_stage) if options.from_stage else 0
+        last = names.index(options.until_stage) if options.until_stage else len(names) - 1
+        return self.stages[first : last + 1]
 
     def forced(self, options: RunOptions) -> frozenset[str]:
         """Stages that rerun whatever the cache says: --force, and --from onwards."""
@@ -131,7 +137,12 @@ class Engine:
         return f"if {upstream}'s outputs change"
 
     def run(self, options: RunOptions) -> RunReport:
-        """Run the selected stages under the output lock; never raises DubprepError."""
+        """Run the selected stages under the output lock.
+
+        Raises ConfigError only for options naming a stage this project does
+        not have; every other DubprepError ends up in the report.
+        """
+        selected = self.selected(options)
         try:
             self.project.output.mkdir(parents=True, exist_ok=True)
             handler = _file_handler(self.project.output / LOG_NAME)
@@ -147,7 +158,7 @@ class Engine:
                 self._clean_state()
                 self.check(options)
                 hashes = HashCache(self.state_dir / "hashes.json")
-                for stage in self.selected(options):
+                for stage in selected:
                     result = self._run_stage(stage, self.forced(options), hashes)
                     report.results.append(result)
                     if result.status == "failed":
@@ -217,10 +228,15 @@ class Engine:
             if hashes is None:
                 return {"media": "not hashed yet"}
             return {"media": hashes.sha256(self.project.input)}
-        return {name: self._producer_manifest(stage, name)["outputs"][name]["sha256"] for name in stage.inputs}
+        return {name: self._producer_manifest(stage, name)["outputs"][name]["sha256"] for name in self._inputs_of(stage)}
+
+    def _inputs_of(self, stage: Stage) -> tuple[str, ...]:
+        """The artifacts ``stage`` reads in this run: its inputs, and its optional ones that a stage here writes."""
+        written = {name for s in self.stages for name in s.outputs}
+        return stage.inputs + tuple(name for name in stage.optional_inputs if name in written)
 
     def _producer_manifest(self, stage: Stage, artifact: str) -> dict:
-        producer = next(s for s in STAGES if artifact in s.outputs)
+        producer = next(s for s in self.stages if artifact in s.outputs)
         manifest = read_manifest(stage_folder(self.project.output, producer.name))
         if manifest is None or artifact not in manifest["outputs"]:
             raise StageError(
@@ -231,8 +247,8 @@ class Engine:
 
     def _input_paths(self, stage: Stage) -> dict[str, Path]:
         paths = {}
-        for name in stage.inputs:
-            producer = next(s for s in STAGES if name in s.outputs)
+        for name in self._inputs_of(stage):
+            producer = next(s for s in self.stages if name in s.outputs)
             paths[name] = stage_folder(self.project.output, producer.name) / name
         return paths
 

@@ -61,22 +61,31 @@ class Bundled(BaseModel):
 
 
 class ModelEntry(BaseModel):
-    """A registered model; ``config`` is None when the checkpoint carries its own."""
+    """A registered model; ``config`` is None when the checkpoint carries its own.
+
+    ``stems``: what a separation model outputs (none for a speech
+    recogniser). ``assets``: further files the model needs (a tokenizer, a
+    vocabulary). ``languages``: the only languages a speech model was
+    trained on (empty: whichever it knows).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     architecture: str
     sample_rate: int
-    stems: tuple[str, ...]
+    stems: tuple[str, ...] = ()
     config: ModelFile | None = None
     checkpoint: ModelFile
+    assets: tuple[ModelFile, ...] = ()
+    languages: tuple[str, ...] = ()
     source: str
     bundled: Bundled | None = None
 
     @property
     def files(self) -> tuple[ModelFile, ...]:
-        return (self.checkpoint,) if self.config is None else (self.config, self.checkpoint)
+        own = (self.checkpoint,) if self.config is None else (self.config, self.checkpoint)
+        return own + self.assets
 
 
 @dataclass(frozen=True)
@@ -180,14 +189,19 @@ def failure_message(model: ModelEntry, check: FileCheck) -> str:
 
 
 def require_files(model: ModelEntry, directory: Path) -> None:
-    """ModelError naming every one of ``model``'s files missing from ``directory``, or the first altered one."""
-    checks = check_files(model, directory)
-    missing = [check for check in checks if check.status == "missing"]
+    """ModelError naming every one of ``model``'s files missing from ``directory``, or the first altered one.
+
+    Only files with a pinned sha256 are read: a project is validated in
+    seconds even when a multi-gigabyte checkpoint has no checksum to compare.
+    """
+    missing = [FileCheck(directory / f.file, f.sha256, None) for f in model.files if not (directory / f.file).is_file()]
     if missing:
         raise ModelError(missing_message(model, missing))
-    for check in checks:
-        if check.status == "mismatch":
-            raise ModelError(failure_message(model, check))
+    for item in model.files:
+        if item.sha256 is not None:
+            check = FileCheck(directory / item.file, item.sha256, sha256_file(directory / item.file))
+            if check.status == "mismatch":
+                raise ModelError(failure_message(model, check))
 
 
 def model_files(directory: Path) -> ModelFiles:
@@ -222,7 +236,8 @@ def listing(directory: Path) -> list[str]:
     for model in registry().values():
         where = entry_directory(model, directory)
         yes_no = "yes" if installed(model, where) else "no"
-        rows.append((model.name, model.architecture, str(model.sample_rate), ",".join(model.stems), yes_no, str(where)))
+        stems = ",".join(model.stems) or "-"
+        rows.append((model.name, model.architecture, str(model.sample_rate), stems, yes_no, str(where)))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows]
 

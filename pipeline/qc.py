@@ -14,7 +14,9 @@ external resource) beside the stems. Checks:
 - the null tests: mix - (DX + ME) and mix - (DX + MX + FX) from the
   delivered files, in dB below the mix's RMS: each way a studio rebuilds
   the mix;
-- dialogue left in the M&E: speech found by Silero VAD, in seconds, with spans.
+- dialogue left in the M&E: speech found by Silero VAD, in seconds, with spans;
+  when the project transcribes, the words heard in those spans (listed, not
+  checked: the seconds of speech are the check).
 
 Loudness (BS.1770-4 integrated, LRA) and true peak come from ffmpeg's
 ``ebur128`` filter: it measures both in one streaming pass with constant
@@ -52,7 +54,7 @@ from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
 from dubprep.qc_limits import QcLimits
-from dubprep.qc_report import span_timecodes, write_report
+from dubprep.qc_report import span_timecodes, words_in_me, write_report
 from dubprep.timecode import FrameRate
 from dubprep.tools import find_tool
 
@@ -82,6 +84,7 @@ _MIN_SPEECH_MS = 250
 _MIN_SILENCE_MS = 300
 _SPEECH_PAD_MS = 30
 _SPANS_IN_FAILURE = 3
+SPEECH_DETECTOR = f"Silero VAD on the centre signals, threshold {_VAD_THRESHOLD}"
 SEPARATED = ("DX", "ME", "MX", "FX")
 NULL_SUMS = (("DX", "ME"), ("DX", "MX", "FX"))  # stems that re-sum to the mix
 
@@ -98,7 +101,8 @@ class QcInputs:
     ``start_timecode`` and ``rate`` place the programme on the picture's
     timeline (as the stems' bext says). ``source`` is the programme's media
     file, for the picture's duration; None or a file without picture skips
-    that comparison.
+    that comparison. ``me_words`` is the transcribe stage's
+    ``words_in_me.json`` (None when the project does not transcribe).
     """
 
     work_dir: Path
@@ -111,6 +115,7 @@ class QcInputs:
     rate: FrameRate
     source: Path | None = None
     layouts: dict[str, str] = field(default_factory=dict)
+    me_words: Path | None = None
 
     def layout_of(self, asset: str) -> str:
         return self.layouts.get(asset, self.media.layout)
@@ -202,6 +207,7 @@ class QcResult:
     speech: list[SpeechSpan]
     picture_s: float | None
     turns: dict
+    me_words: dict | None = None  # words_in_me.json, when the project transcribes
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -236,6 +242,7 @@ def run_qc(
     result = QcResult(
         inputs=inputs, limits=limits, loudness=loudness, scans=scans, nulls=nulls, speech=speech,
         picture_s=picture_duration_s(inputs.source), turns=json.loads(inputs.turns.read_text()),
+        me_words=json.loads(inputs.me_words.read_text(encoding="utf-8")) if inputs.me_words else None,
     )
     result.checks = all_checks(result)
     write_json(inputs.work_dir / "qc.json", result)
@@ -708,7 +715,7 @@ def write_json(path: Path, result: QcResult) -> None:
         "null_tests": {null.label: asdict(null) for null in result.nulls},
         "dialogue_in_me": {
             "speech_s": sum(s.duration_s for s in result.speech),
-            "detector": f"Silero VAD on the centre signals, threshold {_VAD_THRESHOLD}",
+            "detector": SPEECH_DETECTOR,
             "spans": [
                 {**asdict(s), "duration_s": s.duration_s, "timecode": _span_timecodes(s, inputs)}
                 for s in result.speech
@@ -716,6 +723,8 @@ def write_json(path: Path, result: QcResult) -> None:
         },
         "speakers": result.turns.get("speakers", []),
     }
+    if result.me_words is not None:
+        document["dialogue_in_me"]["words"] = words_in_me(result)
     path.write_text(json.dumps(_finite(document), indent=2, ensure_ascii=False) + "\n")
 
 

@@ -65,7 +65,7 @@ def write_report(path: Path, result: QcResult) -> None:
         "<h2>Checks</h2>", _checks_table(result.checks),
         "<h2>Stems</h2>", _stems_table(result),
         "<h2>Null tests</h2>", _null_table(result),
-        "<h2>Dialogue left in the M&amp;E</h2>", _speech_section(result),
+        "<h2>Dialogue left in the M&amp;E</h2>", _speech_section(result), _words_section(result),
         "<h2>Speakers</h2>", _speaker_section(result),
         "<h2>Waveforms</h2>", _waveform_section(result),
         "<h2>Methods</h2>", _methods(),
@@ -182,6 +182,41 @@ def _speech_section(result: QcResult) -> str:
         "speech: listen before re-separating. The spans are shaded on the M&amp;E waveform below.</p>"
     )
     return summary + table + note
+
+
+def _words_section(result: QcResult) -> str:
+    """The words the transcriber heard in the M&E's speech spans, with timecode (only when the project transcribes)."""
+    if result.me_words is None:
+        return ""
+    spans = words_in_me(result)
+    heading = "<h3>Words found in the M&amp;E</h3>"
+    if not spans:
+        return heading + "<p>No words heard in the M&amp;E.</p>"
+    rows = [
+        [_e(span["timecode"]), _e(span["text"]),
+         "<br>".join(f'{_e(w["text"].strip())} <small>{_e(w["timecode"])} ({w["probability"]:.2f})</small>'
+                     for w in span["words"])]
+        for span in spans
+    ]
+    note = (
+        f'<p class="note">Heard by the transcribe stage ({_e(str(result.me_words.get("language") or "language detected per span"))}) '
+        "in each span where speech was detected: original dialogue that survives separation, or walla and lyrics "
+        "that belong in an M&amp;E. Each word with its timecode and probability.</p>"
+    )
+    return heading + _table(["Timecode (in-out)", "Text", "Words"], rows) + note
+
+
+def words_in_me(result: QcResult) -> list[dict]:
+    """Each M&E span in which words were heard: its timecode, its text and its words (each with timecode)."""
+    inputs = result.inputs
+    return [
+        {**span, "timecode": span_timecodes(span["start_s"], span["end_s"], inputs.start_timecode, inputs.rate),
+         "words": [
+             {**word, "timecode": span_timecodes(word["start_s"], word["end_s"], inputs.start_timecode, inputs.rate)}
+             for word in span["words"]
+         ]}
+        for span in result.me_words["spans"] if span["words"]
+    ]
 
 
 def _speaker_section(result: QcResult) -> str:

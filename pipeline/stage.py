@@ -48,7 +48,7 @@ class StageContext:
 
 
 class Stage(ABC):
-    """Base class of the four stages.
+    """Base class of the stages.
 
     Subclasses set ``name``, ``inputs``, ``outputs`` and ``Params`` and
     implement :meth:`run`. Every declared output must exist when ``run``
@@ -57,7 +57,11 @@ class Stage(ABC):
     """
 
     name: ClassVar[str]
+    # An optional stage runs only when the project has its key (its parameters are not None).
+    optional: ClassVar[bool] = False
     inputs: ClassVar[tuple[str, ...]] = ()
+    # Read when a stage of this run writes them (the transcript, when the project transcribes).
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[BaseModel]]
 

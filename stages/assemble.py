@@ -17,7 +17,10 @@ Tools:
 Levels are the original mix's: nothing is normalised. Beside them: the cue
 list (CSV), SRT, the turns as RTTM and JSON, ``timeline.otio`` (an
 OpenTimelineIO timeline: DX and ME, and a clip per turn on each speaker's
-track, referencing the stems) and the QC (qc.json, report.html).
+track, referencing the stems) and the QC (qc.json, report.html). When the
+project transcribes: the cues carry the text, cut to ``cues`` (the layout),
+and ``cues.vtt``, ``dialogue_list.csv`` and ``transcript.json`` are added;
+QC lists the words found in the M&E.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
-from dubprep.cuelist import cues_from_turns, write_cue_csv, write_srt
+from dubprep.cue_layout import CueLayout
+from dubprep.cuelist import Cue, cues_from_transcript, cues_from_turns, write_cue_csv, write_dialogue_list, write_srt, write_vtt
 from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
 from dubprep.qc_limits import QcLimits
 from dubprep.stage import Stage, StageContext
 from dubprep.timecode import FrameRate, timecode_to_samples
+from dubprep.transcript import read_transcript
 
 _FORMATS = {16: ("PCM_16", "16b"), 24: ("PCM_24", "24b"), 32: ("FLOAT", "32f")}
 _TEMPLATE_FIELDS = {"title", "asset", "channels", "format"}
@@ -67,7 +72,9 @@ class AssembleParams(BaseModel):
     speaker talks goes; ``both`` keeps it in each speaker's stem,
     ``exclusive`` gives each moment to one speaker (diarize's exclusive
     turns), so the speaker stems sum to DX during speech. ``dialogue_guide``
-    adds ``DX-GUIDE``, DX folded down to mono. ``qc`` holds the limits the
+    adds ``DX-GUIDE``, DX folded down to mono. ``cues``: how long a cue of a
+    transcribed programme may be (lines, characters per line, seconds);
+    without a transcript each turn is one cue. ``qc`` holds the limits the
     delivery is checked against (16-bit stems re-sum to the mix only about
     65 dB down: set ``qc.null_test_min_db`` near 45 for them).
     """
@@ -83,6 +90,7 @@ class AssembleParams(BaseModel):
     start_timecode: str | None = None
     overlap: Literal["both", "exclusive"] = "both"
     dialogue_guide: bool = False
+    cues: CueLayout = CueLayout()
     qc: QcLimits = QcLimits()
 
     @field_validator("name_template")
@@ -120,13 +128,14 @@ class Programme:
 class AssembleStage(Stage):
     name = "assemble"
     inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
+    optional_inputs = ("transcript.json", "words_in_me.json")
     outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
     def code_modules(self, params: AssembleParams) -> tuple[str, ...]:
         return (
             __name__, "dubprep.bwf", "dubprep.cuelist", "dubprep.timecode", "dubprep.otio_timeline", "dubprep.qc",
-            "dubprep.qc_report",
+            "dubprep.qc_report", "dubprep.cue_layout", "dubprep.transcript",
         )
 
     def run(self, ctx: StageContext) -> None:
@@ -144,9 +153,7 @@ class AssembleStage(Stage):
             ctx.output("timeline.otio"), ctx.params.title, timeline_tracks(writer.assets, programme.media, speakers),
             programme.start_timecode, programme.rate, programme.media.frames,
         )
-        cues = cues_from_turns(turns, names)
-        write_cue_csv(ctx.output("cues.csv"), cues, programme.start_timecode, programme.rate)
-        write_srt(ctx.output("cues.srt"), cues)
+        cues = write_cue_lists(ctx, programme, turns, names)
         shutil.copyfile(ctx.inputs["turns.rttm"], ctx.output("turns.rttm"))
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
@@ -156,9 +163,24 @@ class AssembleStage(Stage):
             work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
             separated={asset: ctx.inputs[f"{asset}.wav"] for asset in SEPARATED}, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
-            source=ctx.media, layouts=writer.layouts,
+            source=ctx.media, layouts=writer.layouts, me_words=ctx.inputs.get("words_in_me.json"),
         )
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
+
+
+def write_cue_lists(ctx: StageContext, programme: Programme, turns: dict, names: dict[str, str]) -> list[Cue]:
+    """cues.csv and cues.srt; with a transcript, their text, cues.vtt, dialogue_list.csv and transcript.json."""
+    transcript = ctx.inputs.get("transcript.json")
+    if transcript is None:
+        cues = cues_from_turns(turns, names)
+    else:
+        cues = cues_from_transcript(read_transcript(transcript)[1], names, ctx.params.cues)
+        write_vtt(ctx.output("cues.vtt"), cues)
+        write_dialogue_list(ctx.output("dialogue_list.csv"), cues, programme.start_timecode, programme.rate)
+        shutil.copyfile(transcript, ctx.output("transcript.json"))
+    write_cue_csv(ctx.output("cues.csv"), cues, programme.start_timecode, programme.rate)
+    write_srt(ctx.output("cues.srt"), cues)
+    return cues
 
 
 def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, list[Turn]]) -> StemFiles:

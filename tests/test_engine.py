@@ -77,7 +77,7 @@ def test_changed_parameter_reruns_that_stage_only(finished, tmp_path, capsys):
     project, out = copy_run(finished, tmp_path)
     project.write_text(project.read_text() + "assemble:\n  crossfade_ms: 40\n")
     assert main(["plan", str(project)]) == 0
-    assert "assemble  will run (assemble.crossfade_ms: 10.0 -> 40.0)" in capsys.readouterr().out
+    assert "assemble   will run (assemble.crossfade_ms: 10.0 -> 40.0)" in capsys.readouterr().out
     assert main(["run", str(project), "--quiet"]) == 0
     assert stage_status(capsys) == {"extract": "cached", "separate": "cached", "diarize": "cached", "assemble": "ran"}
 
@@ -97,7 +97,7 @@ def test_modified_output_is_detected_and_rebuilt(finished, tmp_path, capsys):
         f.write(b"\x01\x02\x03\x04")
     os.utime(stem, ns=(0, 0))
     assert main(["plan", str(project)]) == 0
-    assert f"assemble  will run ({stem.name} modified)" in capsys.readouterr().out
+    assert f"assemble   will run ({stem.name} modified)" in capsys.readouterr().out
     assert main(["run", str(project), "--quiet"]) == 0
     assert stage_status(capsys)["assemble"] == "ran"
 
