@@ -28,11 +28,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dubprep import qc, transcript
+from dubprep import transcript
 from dubprep.errors import StageError
+from dubprep.lazy import lazy_module
 from dubprep.media import MediaInfo
 from dubprep.stage import Stage, StageContext
-from dubprep.stages.backends import fasterwhisper, vad
+from dubprep.stages.backends import fasterwhisper
+
+# Loaded when a run first uses them: the parameters below validate without torch.
+qc, vad = lazy_module("dubprep.qc"), lazy_module("dubprep.stages.backends.vad")
 from dubprep.transcript import Span, Word, assign_words, transcribed_turn, write_transcript
 
 DETECTION_WINDOWS = 3  # 30-s windows of speech heard to detect the programme's language
