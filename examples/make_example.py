@@ -125,7 +125,9 @@ def _loudness_lufs(stereo: np.ndarray) -> float:
     """BS.1770 integrated loudness measured by ffmpeg's ebur128 filter."""
     command = (
         ffmpeg.input("pipe:", f="f64le", ar=SAMPLE_RATE, ac=2)
-        .filter("ebur128", framelog="quiet")
+        # Per-frame lines at verbose level, below the default: only the summary prints
+        # (framelog=quiet is unknown to ffmpeg 5.1).
+        .filter("ebur128", framelog="verbose")
         .output("-", f="null")
         .global_args("-nostdin", "-hide_banner", "-nostats")
         .compile(cmd=str(find_tool("ffmpeg")))

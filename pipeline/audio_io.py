@@ -25,9 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import firwin, lfilter, resample_poly
 
 from dubprep.errors import MediaError
+from dubprep.lazy import lazy_module
+
+# Imported when first resampled with: reading and writing WAVs does not wait for scipy.
+signal = lazy_module("scipy.signal")
 
 SAMPLE_RATE = 48_000
 SPEECH_RATE = 16_000  # what the speech models (Silero VAD, Resemblyzer, pyannote) hear
@@ -137,7 +140,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return audio
     common = gcd(from_rate, to_rate)
-    return resample_poly(audio, to_rate // common, from_rate // common, axis=-1).astype(np.float32)
+    return signal.resample_poly(audio, to_rate // common, from_rate // common, axis=-1).astype(np.float32)
 
 
 def without_lfe(channel_names: tuple[str, ...]) -> tuple[int, ...]:
@@ -184,7 +187,7 @@ def _antialias_fir(factor: int) -> np.ndarray:
     if factor == 1:
         return np.ones(1, dtype=np.float32)
     taps = 2 * _FIR_HALF_TAPS * factor + 1
-    return firwin(taps, 0.9 / factor).astype(np.float32)
+    return signal.firwin(taps, 0.9 / factor).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -252,10 +255,13 @@ class ArraySource:
 
 Source = MonoReader | ArraySource
 
-# 63-tap low-pass below the 8 kHz Nyquist of 16 kHz, run causally: its
-# 31-sample (0.65 ms) delay is left in.
-_STREAM_FIR = firwin(63, 7_200, fs=SAMPLE_RATE).astype(np.float32)
 _STREAM_FACTOR = SAMPLE_RATE // SPEECH_RATE
+
+
+@functools.cache
+def _stream_fir() -> np.ndarray:
+    """63-tap low-pass below the 8 kHz Nyquist of 16 kHz, run causally: its 31-sample (0.65 ms) delay is left in."""
+    return signal.firwin(63, 7_200, fs=SAMPLE_RATE).astype(np.float32)
 
 
 class Decimator:
@@ -268,8 +274,8 @@ class Decimator:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """``block`` shape (frames, signals) at 48 kHz -> (about frames / 3, signals) at 16 kHz."""
         if self.state is None:
-            self.state = np.zeros((len(_STREAM_FIR) - 1, block.shape[1]), dtype=np.float32)
-        filtered, self.state = lfilter(_STREAM_FIR, [1.0], block, axis=0, zi=self.state)
+            self.state = np.zeros((len(_stream_fir()) - 1, block.shape[1]), dtype=np.float32)
+        filtered, self.state = signal.lfilter(_stream_fir(), [1.0], block, axis=0, zi=self.state)
         first = -self.position % _STREAM_FACTOR  # keep the 48 kHz sample grid across blocks
         self.position += len(block)
         return filtered[first::_STREAM_FACTOR].astype(np.float32)

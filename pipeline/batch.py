@@ -7,8 +7,10 @@ project and a glob of media files (each media file becomes a job writing
 by default, or on an existing scheduler (``--scheduler tcp://host:8786``).
 
 A job whose engine run fails raises, so dask runs it again (``retries``);
-a worker that dies mid-job (killed, out of memory) has its job rerun
-elsewhere by the scheduler. Either way the rerun resumes: the engine
+a job whose only problem is a QC flag is finished (``qc_failed``): its
+delivery needs review, and a rerun would flag it again. A worker that
+dies mid-job (killed, out of memory) has its job rerun elsewhere by the
+scheduler. Either way the rerun resumes: the engine
 reuses every stage already committed in the job's output folder, which is
 also why running a whole batch again only does the unfinished work. Each
 job's log is its own ``OUT/dubprep.log``.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -76,11 +79,11 @@ class JobSpec(BaseModel):
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a job did: status per stage (ran/cached/failed) and wall time in seconds."""
+    """What a job did: status per stage (ran/cached/failed/qc_failed) and wall time in seconds."""
 
     name: str
     output: Path
-    status: Literal["done", "failed"]
+    status: Literal["done", "qc_failed", "failed"]
     stages: dict[str, str] = field(default_factory=dict)
     seconds: float | None = None
     error: str = ""
@@ -92,8 +95,10 @@ class BatchReport:
     results: list[JobResult]
 
     @property
-    def ok(self) -> bool:
-        return all(r.status == "done" for r in self.results)
+    def exit_code(self) -> int:
+        """As ``dubprep run``'s: 1 when a job failed, else 3 when QC flagged a delivery, else 0."""
+        statuses = {r.status for r in self.results}
+        return 1 if "failed" in statuses else 3 if "qc_failed" in statuses else 0
 
 
 class JobFailed(DubprepError):
@@ -156,14 +161,16 @@ def run_job(job: JobSpec) -> JobResult:
     started = time.monotonic()
     project = load_project(job.project, job.input, job.output)
     report = Engine(project).run(RunOptions())
-    failed = [r for r in report.results if r.status in ("failed", "qc_failed")]
+    failed = [r for r in report.results if r.status == "failed"]
+    flagged = [r for r in report.results if r.status == "qc_failed"]
+    problem = failed[0] if failed else flagged[0] if flagged else None
     result = JobResult(
         name=job.name,
         output=project.output,
-        status="failed" if failed else "done",
+        status="failed" if failed else "qc_failed" if flagged else "done",
         stages={r.name: r.status for r in report.results},
         seconds=time.monotonic() - started,
-        error=f"{failed[0].detail} (log: {project.output / LOG_NAME})" if failed else "",
+        error=f"{problem.detail} (log: {project.output / LOG_NAME})" if problem else "",
         worker=get_worker().address,
     )
     if failed:
@@ -218,6 +225,7 @@ def _collect(future, job: JobSpec) -> JobResult:
 @contextmanager
 def _client(params: BatchParams, job_count: int) -> Iterator:
     """A client of the given scheduler, or of a LocalCluster that lives as long as the batch."""
+    import dask
     from distributed import Client, LocalCluster
 
     if params.scheduler:
@@ -234,11 +242,13 @@ def _client(params: BatchParams, job_count: int) -> Iterator:
     workers = params.workers or max(1, min(os.cpu_count() or 1, job_count))
     # Processes, not threads: each job's log handler and model state belong to its own process.
     # Logs silenced below CRITICAL: a failed attempt is in the job's own log and in the summary,
-    # dask's traceback per attempt on the terminal would only repeat it.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.CRITICAL) as cluster:
-        with Client(cluster) as client:
-            yield client
+    # dask's traceback per attempt on the terminal would only repeat it. The scheduler's and
+    # workers' scratch space goes with the cluster instead of staying in TMPDIR.
+    with tempfile.TemporaryDirectory(prefix="dubprep-dask-") as scratch, dask.config.set({"temporary-directory": scratch}):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          silence_logs=logging.CRITICAL) as cluster:
+            with Client(cluster) as client:
+                yield client
 
 
 def _check_gpu_workers(client, params: BatchParams) -> None:
@@ -272,7 +282,7 @@ def summary_table(report: BatchReport) -> Table:
     table.add_column("time", justify="right")
     table.add_column("output", overflow="fold")
     for result in report.results:
-        status = "[green]done[/]" if result.status == "done" else "[red]failed[/]"
+        status = {"done": "[green]done[/]", "qc_failed": "[yellow]qc_failed[/]", "failed": "[red]failed[/]"}[result.status]
         seconds = f"{result.seconds:.1f} s" if result.seconds is not None else "-"
         statuses = [result.stages.get(name, "-") for name in names]
         table.add_row(Text(result.name), status, *statuses, seconds, Text(_shown(result.output)))

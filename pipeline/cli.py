@@ -37,10 +37,19 @@ def _stage_options(command):
     return click.option("--from", "from_stage", help="Rerun from this stage on; earlier stages must be done.", **stage)(command)
 
 
+def _path(ctx, param, value: str | tuple[str, ...] | None) -> Path | tuple[Path, ...] | None:
+    """The value as a Path; click would read '' as '.', the current folder, where an empty path is a slip."""
+    values = value if isinstance(value, tuple) else (value,)
+    if "" in values:
+        raise click.BadParameter("an empty path; name a file or folder")
+    paths = tuple(None if v is None else Path(v) for v in values)
+    return paths if isinstance(value, tuple) else paths[0]
+
+
 def _project_options(command):
-    command = click.option("--output", "-o", type=click.Path(path_type=Path), help="Output folder (overrides the project's).")(command)
-    command = click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Input media (overrides the project's).")(command)
-    return click.argument("project", required=False, type=click.Path(path_type=Path))(command)
+    command = click.option("--output", "-o", type=click.Path(), callback=_path, help="Output folder (overrides the project's).")(command)
+    command = click.option("--input", "-i", "input_path", type=click.Path(), callback=_path, help="Input media (overrides the project's).")(command)
+    return click.argument("project", required=False, type=click.Path(), callback=_path)(command)
 
 
 @click.group()
@@ -61,11 +70,14 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
     from dubprep.progress import NullProgress
 
     configure_logging(quiet)
+    loaded = _load(project, input_path, output, device)
     options = _options(from_stage, until_stage, force)
-    engine = Engine(_load(project, input_path, output, device), progress=NullProgress if quiet else RichProgress)
+    engine = Engine(loaded, progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
-        click.echo(f"{result.name:<10} {result.status:<9} {result.detail}", err=quiet)
+        # A failure's detail is the closing error line, said once.
+        detail = "" if result.status in ("failed", "qc_failed") else result.detail
+        click.echo(f"{result.name:<10} {result.status:<9} {detail}".rstrip(), err=quiet)
     failed = [r for r in report.results if r.status == "failed"]
     if failed:
         raise DubprepError(failed[0].detail)
@@ -81,6 +93,9 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
 def validate(project, input_path, output) -> int:
     """Check a project file without running anything."""
     loaded = _load(project, input_path, output)
+    from dubprep.engine import Engine, RunOptions  # after the project is valid: the stages' checks load models
+
+    Engine(loaded).check(RunOptions())
     click.echo(f"{project or 'default preset'}: valid; input {loaded.input}, output {loaded.output}")
     return 0
 
@@ -90,18 +105,19 @@ def validate(project, input_path, output) -> int:
 @_stage_options
 def plan(project, input_path, output, from_stage, until_stage, force) -> int:
     """Print which stages would run and which are cached."""
+    loaded = _load(project, input_path, output)
     from dubprep.engine import Engine
 
-    engine = Engine(_load(project, input_path, output))
+    engine = Engine(loaded)
     for step in engine.plan(_options(from_stage, until_stage, force)):
         click.echo(f"{step.name:<10} {'will run' if step.action == 'run' else 'cached':<8} ({step.reason})")
     return 0
 
 
 @cli.command()
-@click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("projects", nargs=-1, type=click.Path(), callback=_path)
 @click.option("--media", help="Glob of media files ('reels/*.mov'); each is a job of the template PROJECT (or the default preset).")
-@click.option("--output-root", type=click.Path(path_type=Path), help="With --media: each job writes OUTPUT_ROOT/<media stem>.")
+@click.option("--output-root", type=click.Path(), callback=_path, help="With --media: each job writes OUTPUT_ROOT/<media stem>.")
 @click.option("--scheduler", help="A running dask scheduler (tcp://host:8786); default: a local cluster.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local cluster processes (default: one per CPU core, at most one per job).")
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="How many more times a failed job runs.")
@@ -123,9 +139,9 @@ def batch(projects, media, output_root, scheduler, workers, retries, gpu_per_job
     report = run_batch(jobs, params, on_result=lambda result: click.echo(finished_line(result), err=True))
     Console().print(summary_table(report))
     for result in report.results:
-        if result.status == "failed":
-            click.echo(f"{result.name} failed: {result.error}", err=True)
-    return 0 if report.ok else 1
+        if result.status != "done":
+            click.echo(f"{result.name} {result.status}: {result.error}", err=True)
+    return report.exit_code
 
 
 def _models_dir_option(command):

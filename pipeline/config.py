@@ -12,8 +12,10 @@ allowed values.
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
+import reprlib
 import typing
 from importlib import resources
 from pathlib import Path
@@ -30,9 +32,14 @@ from dubprep.params import absolute_paths
 from dubprep.stage import stage_named, stages
 
 DEFAULT_PRESET = "default"
+# What a run writes in its output folder (the engine's layout): an input in there would be overwritten.
+OUTPUT_MANAGED = ("work", "deliverables", ".dubprep", "dubprep.log")
+# Values in a project file once its YAML aliases are expanded: a real one has a few dozen.
+_MAX_YAML_VALUES = 10_000
+_QUOTE_CHARS = 60  # of a value quoted in an error
 
 Layer = tuple[Path, dict[str, Any]]
-"""One YAML file's keys, and the folder its relative paths start from."""
+"""A YAML file (its relative paths start from its folder) and its keys."""
 
 
 class Project(BaseModel):
@@ -107,9 +114,39 @@ def load_project(
             flag = f"--{key}"
             raise ConfigError(f"{label}: {key}: required; set it in the project file or pass {flag}")
     project = _validate(raw, label)
-    if not project.input.is_file():
-        raise ConfigError(f"{label}: input: file not found: {project.input}; fix the path or pass --input")
+    input_label = "--input" if input_path is not None else f"{label}: input"
+    _check_input(project.input, input_label)
+    _check_output(project, input_label, "--output" if output_path is not None else f"{label}: output")
     return project
+
+
+def _check_input(media: Path, where: str) -> None:
+    """ConfigError unless ``media`` is a regular file (a folder, a link loop, a missing file)."""
+    try:
+        media.stat()
+    except OSError as exc:
+        reason = {
+            errno.ELOOP: "a symbolic link loop; point it at the media file",
+            errno.ENOENT: "file not found; fix the path",
+        }.get(exc.errno, f"{exc.strerror}; fix the path or its permissions")
+        raise ConfigError(f"{where}: {media}: {reason}") from None
+    if media.is_dir():
+        raise ConfigError(f"{where}: {media} is a folder; give a media file")
+    if not media.is_file():
+        raise ConfigError(f"{where}: {media} is not a regular file; give a media file")
+
+
+def _check_output(project: Project, input_label: str, where: str) -> None:
+    """ConfigError when the output is a file, or when the run would rewrite its own input."""
+    if project.output.exists() and not project.output.is_dir():
+        raise ConfigError(f"{where}: {project.output} is a file, not a folder; choose a folder for the outputs")
+    media, output = project.input.resolve(), project.output.resolve()
+    for name in OUTPUT_MANAGED:
+        if media == output / name or media.is_relative_to(output / name):
+            raise ConfigError(
+                f"{input_label}: {project.input} is among the files a run on {project.output} rewrites ({name}); "
+                f"copy it elsewhere or choose another --output"
+            )
 
 
 def _layers(path: Path, seen: tuple[Path, ...]) -> list[Layer]:
@@ -120,36 +157,65 @@ def _layers(path: Path, seen: tuple[Path, ...]) -> list[Layer]:
     data = _read_yaml(path)
     parent = data.pop("extends", None)
     if parent is None:
-        return [(path.parent, data)]
+        return [(path, data)]
     if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {parent!r}")
+        raise ConfigError(f"{path}: extends: expected a preset name or a YAML file, got {_quoted(parent)}")
     base = _layers(path.parent / parent, seen + (path,)) if parent.endswith((".yaml", ".yml")) else _preset(parent, str(path))
-    return [*base, (path.parent, data)]
+    return [*base, (path, data)]
+
+
+def _without_alternatives(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` less the keys ``override`` replaces by choosing another way (a stage's ``alternatives``).
+
+    A project's ``extract.language`` replaces an ``extract.audio_stream`` from
+    the preset it extends, and the other way round.
+    """
+    trimmed = dict(base)
+    for stage in stages():
+        section, groups = stage.name, getattr(stage.Params, "alternatives", ())
+        mine, inherited = override.get(section), base.get(section)
+        if not (groups and isinstance(mine, dict) and isinstance(inherited, dict)):
+            continue
+        chosen = [group for group in groups if mine.keys() & set(group)]
+        replaced = {key for group in groups if chosen and group not in chosen for key in group}
+        trimmed[section] = {key: value for key, value in inherited.items() if key not in replaced}
+    return trimmed
 
 
 def _merged(layers: list[Layer]) -> dict[str, Any]:
     """Every layer's keys merged over the one before, each layer's relative paths made absolute first.
 
     Which keys are paths depends on the stages' parameter models, and so on
-    the backend the merged project chooses.
+    the backend the merged project chooses. A key a layer sets replaces what
+    it chooses instead of (a stage's ``alternatives``) in the layers before.
     """
     chosen: dict[str, Any] = {}
     for _, data in layers:
         chosen = deep_merge(chosen, data)
     models_by_stage = _stage_models(chosen)
     merged: dict[str, Any] = {}
-    for folder, data in layers:
-        data = dict(data)
-        for key in ("input", "output"):
-            if isinstance(data.get(key), str):
-                data[key] = (folder / data[key]).absolute()
-        if isinstance(data.get("models"), dict) and isinstance(data["models"].get("dir"), str):
-            data["models"] = {**data["models"], "dir": (folder / Path(data["models"]["dir"]).expanduser()).absolute()}
-        for stage in stages():
-            if isinstance(data.get(stage.name), dict):
-                data[stage.name] = absolute_paths(models_by_stage[stage.name], data[stage.name], folder)
-        merged = deep_merge(merged, data)
+    for path, data in layers:
+        data = _absolute(path, data, models_by_stage)
+        merged = deep_merge(_without_alternatives(merged, data), data)
     return merged
+
+
+def _absolute(path: Path, data: dict[str, Any], models_by_stage: dict[str, type[BaseModel]]) -> dict[str, Any]:
+    """The keys of the YAML file at ``path`` with their relative paths made absolute against its folder."""
+    data, folder = dict(data), path.parent
+    for key in ("input", "output"):
+        if data.get(key) == "":
+            # Path("") is the current folder: an empty value is a slip, not a choice.
+            what = "media file" if key == "input" else "folder"
+            raise ConfigError(f"{path}: {key}: an empty path; give a {what} (relative to this file)")
+        if isinstance(data.get(key), str):
+            data[key] = (folder / data[key]).absolute()
+    if isinstance(data.get("models"), dict) and isinstance(data["models"].get("dir"), str):
+        data["models"] = {**data["models"], "dir": (folder / Path(data["models"]["dir"]).expanduser()).absolute()}
+    for stage in stages():
+        if isinstance(data.get(stage.name), dict):
+            data[stage.name] = absolute_paths(models_by_stage[stage.name], data[stage.name], folder)
+    return data
 
 
 def _preset(name: str, label: str) -> list[Layer]:
@@ -163,7 +229,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: project file not found; check the path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_values(node, {}, _MAX_YAML_VALUES) > _MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"{path}: its aliases expand past {_MAX_YAML_VALUES} values; a project file needs a few dozen, "
+                    f"write the values out"
+                )
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -175,6 +251,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a YAML mapping of keys (input, output, stages), got {type(data).__name__}")
     return data
+
+
+def _expanded_values(node: yaml.Node, counted: dict[int, int], limit: int) -> int:
+    """How many values ``node`` holds with every alias written out, counting each shared node once.
+
+    Stops past ``limit`` (an alias bomb expands exponentially); a node that
+    contains itself counts as past it.
+    """
+    if id(node) in counted:
+        return counted[id(node)]
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    counted[id(node)] = limit + 1  # until known: a cycle back to this node is past the limit
+    children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value
+    total = 1
+    for child in children:
+        total += _expanded_values(child, counted, limit)
+        if total > limit:
+            break
+    counted[id(node)] = total
+    return total
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +304,7 @@ def _describe(error: dict[str, Any], label: str, model: type[BaseModel]) -> str:
     kind = error["type"]
     if kind == "literal_error":
         allowed = error["ctx"]["expected"].replace(" or ", ", ").replace("'", "")
-        return f"{label}: {key}: {value!r} is not one of: {allowed}"
+        return f"{label}: {key}: {_quoted(value)} is not one of: {allowed}"
     if kind == "extra_forbidden":
         owners = _backends_taking(loc)
         if owners:
@@ -218,7 +315,19 @@ def _describe(error: dict[str, Any], label: str, model: type[BaseModel]) -> str:
     if kind == "missing":
         return f"{label}: {key}: required"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{label}: {key}: {message} (got {value!r})"
+    return f"{label}: {key}: {message} (got {_quoted(value)})"
+
+
+def _quoted(value: Any) -> str:
+    """``value`` as Python writes it, cut to part of a line: an error names the value, it does not reprint it.
+
+    A path is quoted whole, as a string: it is what the user has to find.
+    """
+    if isinstance(value, Path) or (isinstance(value, str) and Path(value).is_absolute()):
+        return repr(str(value))
+    if isinstance(value, str):
+        return repr(value) if len(value) <= _QUOTE_CHARS else f"{value[:_QUOTE_CHARS]!r}... ({len(value)} characters)"
+    return reprlib.repr(value)
 
 
 def _backends_taking(loc: list[str]) -> list[str]:

@@ -9,6 +9,9 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True)
+# ``extra=`` for a log record the log file keeps but the terminal skips: the
+# CLI's closing lines say it once (a stage's failure, QC's failed checks).
+FILE_ONLY = {"file_only": True}
 
 
 def configure_logging(quiet: bool) -> None:
@@ -20,6 +23,7 @@ def configure_logging(quiet: bool) -> None:
             logger.removeHandler(handler)
     handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler.addFilter(lambda record: not getattr(record, "file_only", False))
     logger.addHandler(handler)
     logger.propagate = False
 

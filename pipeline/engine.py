@@ -34,6 +34,7 @@ from dubprep.cache import (
     write_json_atomic,
 )
 from dubprep.config import Project
+from dubprep.console import FILE_ONLY
 from dubprep.device import DeviceUnavailable, resolve_device
 from dubprep.errors import ConfigError, DubprepError, StageError
 from dubprep.lock import OutputLock
@@ -143,27 +144,38 @@ class Engine:
         not have; every other DubprepError ends up in the report.
         """
         selected = self.selected(options)
-        self.project.output.mkdir(parents=True, exist_ok=True)
-        handler = _file_handler(self.project.output / LOG_NAME)
+        try:
+            self.project.output.mkdir(parents=True, exist_ok=True)
+            handler = _file_handler(self.project.output / LOG_NAME)
+        except OSError as exc:  # a read-only disk, a parent that is a file, no permission
+            message = (f"{self.project.output}: cannot create the output folder or write in it "
+                       f"({exc.strerror or exc}); choose another --output")
+            return RunReport([StageResult("output", "failed", 0.0, message)])
         self.log.addHandler(handler)
         report = RunReport()
         try:
             with OutputLock(self.state_dir, self.project.output):
                 self.log.info("run: %s -> %s", self.project.input, self.project.output)
                 self._clean_state()
+                self.check(options)
                 hashes = HashCache(self.state_dir / "hashes.json")
                 for stage in selected:
                     result = self._run_stage(stage, self.forced(options), hashes)
                     report.results.append(result)
                     if result.status == "failed":
                         break
-        except DubprepError as exc:
-            self.log.error("%s", exc)
-            report.results.append(StageResult("lock", "failed", 0.0, str(exc)))
+        except DubprepError as exc:  # before any stage ran: the lock is held elsewhere, or a check failed
+            self.log.error("%s", exc, extra=FILE_ONLY)
+            report.results.append(StageResult("run", "failed", 0.0, str(exc)))
         finally:
             self.log.removeHandler(handler)
             handler.close()
         return report
+
+    def check(self, options: RunOptions) -> None:
+        """Each selected stage's own check of what its parameters name; raises DubprepError."""
+        for stage in self.selected(options):
+            stage.check(self._params(stage))
 
     def _run_stage(self, stage: Stage, forced: frozenset[str], hashes: HashCache) -> StageResult:
         started = time.monotonic()
@@ -176,12 +188,12 @@ class Engine:
             self.log.info("%s: running (%s)", stage.name, reason)
             failed = self._execute(stage, hashes)
         except DubprepError as exc:
-            self.log.error("%s: failed: %s", stage.name, exc)
+            self.log.error("%s: failed: %s", stage.name, exc, extra=FILE_ONLY)
             return StageResult(stage.name, "failed", time.monotonic() - started, str(exc))
         except Exception as exc:  # a bug: keep the trace in the log, one line on the console
             self.log.debug("%s", traceback.format_exc())
             message = f"internal error in {stage.name}: {exc!r}; see {self.project.output / LOG_NAME}"
-            self.log.error("%s: failed: %s", stage.name, message)
+            self.log.error("%s: failed: %s", stage.name, message, extra=FILE_ONLY)
             return StageResult(stage.name, "failed", time.monotonic() - started, message)
         seconds = time.monotonic() - started
         detail = self._summary(stage, seconds)
@@ -319,7 +331,7 @@ def _checked(result: StageResult, failed_checks: list[str], log: logging.Logger)
     if not failed_checks:
         return result
     message = f"{len(failed_checks)} QC check(s) failed: " + "; ".join(failed_checks)
-    log.error("%s: %s", result.name, message)
+    log.error("%s: %s", result.name, message, extra=FILE_ONLY)
     return StageResult(result.name, "qc_failed", result.seconds, message)
 
 

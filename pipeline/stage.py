@@ -116,6 +116,14 @@ class Stage(ABC):
         """Checksum of the model weights the stage will use ('' when none)."""
         return "" if self.backends is None else self.backend(params).weights_checksum(params)
 
+    def check(self, params: BaseModel) -> None:
+        """Check what the parameters name beyond their schema (a clip holds speech), before any stage works.
+
+        Raises a DubprepError naming the file. The engine calls it at the
+        start of a run, and ``dubprep validate`` too, so a bad setting of the
+        last stage is not found after hours of the first.
+        """
+
     @abstractmethod
     def run(self, ctx: StageContext) -> None:
         """Write every declared output into ``ctx.work_dir``."""

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dubprep.audio_io import SPEECH_RATE, Source
 from dubprep.checksums import sha256_file
 from dubprep.errors import ModelError
+from dubprep.lazy import lazy_module
 from dubprep.progress import ProgressHook
+
+torch = lazy_module("torch")  # imported when first run: a project validates without it
 
 WINDOW_SAMPLES = 512  # Silero's fixed input at 16 kHz (32 ms)
 LANE_WINDOWS = 320

@@ -47,7 +47,6 @@ from dubprep.errors import StageError
 from dubprep.media import LAYOUT_CHANNELS, STEMS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
 from dubprep.qc.result import QcInputs, QcLimits
-from dubprep.qc.run import run_qc
 from dubprep.stage import Stage, StageContext, register
 from dubprep.timecode import FrameRate, timecode_to_samples
 
@@ -156,6 +155,8 @@ class AssembleStage(Stage):
         shutil.copyfile(ctx.inputs["turns.rttm"], ctx.output("turns.rttm"))
         shutil.copyfile(ctx.inputs["turns.json"], ctx.output("turns.json"))
         ctx.log.info("assemble: %d speaker stems (%s), %d cues", len(speakers), ", ".join(speakers) or "none", len(cues))
+        from dubprep.qc.run import run_qc  # here, not above: QC loads torch and matplotlib, the parameters must not
+
         qc = QcInputs(
             work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
             separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,

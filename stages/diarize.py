@@ -17,12 +17,14 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+import soundfile as sf
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dubprep import vad
 from dubprep.audio_io import MonoReader
 from dubprep.media import MediaInfo
 from dubprep.params import RelativeToProject
+from dubprep.progress import NullProgress
 from dubprep.stage import Stage, StageContext, register
 from dubprep.stages.backends import speaker_names
 from dubprep.stages.backends.diarization import DIARIZERS
@@ -40,6 +42,10 @@ def _speaker_name(name: str) -> str:
 def _existing_clip(path: Path) -> Path:
     if not path.is_file():
         raise ValueError(f"reference clip not found: {path}; fix the path (relative to the project file)")
+    try:
+        sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        raise ValueError(f"reference clip {path} is not audio soundfile reads; give a WAV, FLAC, AIFF or OGG file") from None
     return path
 
 
@@ -110,11 +116,14 @@ class DiarizeStage(Stage):
         """The backend's weights, and the voice activity detector's, which trims the reference clips."""
         return f"{super().model_checksum(params)}+vad:{vad.weights_checksum()}"
 
+    def check(self, params: DiarizeParams) -> None:
+        """Every reference clip holds speech (Silero VAD): found before separation, not hours after."""
+        speaker_names.load_clips(params.speakers, params.vad_threshold, NullProgress())
+
     def run(self, ctx: StageContext) -> None:
         params: DiarizeParams = ctx.params
         media = MediaInfo.load(ctx.inputs["media.json"])
         source = MonoReader.open(ctx.inputs["DX.wav"], media.channel_names)
-        # Clips first: a bad clip fails in seconds, not after the programme's diarization.
         clips = speaker_names.load_clips(params.speakers, params.vad_threshold, ctx.progress)
         diarizer = self.backend(params).open(params, ctx.device, ctx.log, ctx.progress)
         result = diarizer.diarize(source, params.speaker_range)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 import ffmpeg
 import numpy as np
@@ -23,7 +23,7 @@ from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.probe import AudioStream, Probe, probe
 from dubprep.stage import Stage, StageContext, register
-from dubprep.tools import find_tool
+from dubprep.tools import find_tool, version
 
 # ffprobe layout name -> dubprep layout name. Both 5.1 variants decode to
 # L R C LFE Ls Rs; '7.1' decodes to L R C LFE Lrs Rrs Lss Rss.
@@ -41,6 +41,8 @@ class ExtractParams(BaseModel):
 
     audio_stream: int | None = Field(default=None, ge=0)
     language: str | None = None
+    # Two ways of choosing the stream: a project that names one replaces the other where it extends a preset.
+    alternatives: ClassVar[tuple[tuple[str, ...], ...]] = (("audio_stream",), ("language",))
 
     @model_validator(mode="after")
     def _one_selector(self) -> ExtractParams:
@@ -57,6 +59,7 @@ class ExtractStage(Stage):
     Params = ExtractParams
 
     def run(self, ctx: StageContext) -> None:
+        ctx.log.info("extract: %s (%s)", version(find_tool("ffmpeg")), find_tool("ffmpeg"))
         info = probe(ctx.media)
         stream = select_stream(info, ctx.params)
         layout = resolve_layout(ctx.media, stream, ctx.log)
@@ -172,10 +175,26 @@ def _pump(
         start = max(skip_frames - decoded, 0)
         decoded += len(block)
         keep = block[start : start + media.frames - written]
+        _check_finite(keep, written, ctx.media, media.channel_names)
         writer.write(keep)
         written += len(keep)
         ctx.progress.advance(len(keep))
     return written, decoded
+
+
+def _check_finite(block: np.ndarray, first_frame: int, path: Path, names: tuple[str, ...]) -> None:
+    """MediaError naming the time and channel of the first NaN/Inf in ``block`` (frames, channels).
+
+    A float source can hold them; every later stage would choke on them, so
+    they are refused here, where the source file can be named.
+    """
+    if np.isfinite(block).all():
+        return
+    frame, channel = np.argwhere(~np.isfinite(block))[0]
+    raise MediaError(
+        f"{path}: a NaN or infinite sample at {(first_frame + frame) / SAMPLE_RATE:.3f} s in channel "
+        f"{names[channel]}; the file is corrupt there, re-export it"
+    )
 
 
 def _check_decode(

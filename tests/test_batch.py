@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -176,7 +177,31 @@ def test_gpu_jobs_run_only_on_workers_offering_a_gpu(tmp_path, cluster):
         workers = client.scheduler_info()["workers"]
     gpu_worker = next(address for address, info in workers.items() if info["resources"])
     report = run_batch(jobs, BatchParams(scheduler=cluster.scheduler_address, gpu_per_job=1))
-    assert report.ok
+    assert report.exit_code == 0
     assert [result.worker for result in report.results] == [gpu_worker, gpu_worker]
     with pytest.raises(ConfigError, match=r"--gpu-per-job 2: no worker of .* offers GPU=2"):
         run_batch(jobs, BatchParams(scheduler=cluster.scheduler_address, gpu_per_job=2))
+
+
+def test_a_qc_flag_is_review_not_rerun(tmp_path, cluster):
+    speech_with_background(tmp_path / "flagged.wav", duration_s=3.0)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("extends: default\nassemble:\n  qc:\n    me_true_peak_max_dbtp: -80.0\n")
+    code, rows, err = batch_cli([str(strict), "--media", str(tmp_path / "*.wav"), "--output-root", str(tmp_path / "out"),
+                                 "--scheduler", cluster.scheduler_address, "--retries", "1"])
+    assert code == 3
+    assert rows["flagged"]["status"] == "qc_failed"
+    assert [rows["flagged"][stage] for stage in STAGES] == ["ran", "ran", "ran", "qc_failed"]
+    assert runs_in(tmp_path / "out" / "flagged") == 1  # not retried: a rerun would flag it again
+    assert "flagged qc_failed: 1 QC check(s) failed: ME true peak" in err
+
+
+def test_a_local_batch_leaves_nothing_in_the_temporary_folder(tmp_path, monkeypatch):
+    (tmp_path / "broken.mov").write_text("not a movie\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    code, rows, _ = batch_cli(["--media", str(tmp_path / "*.mov"), "--output-root", str(tmp_path / "out"),
+                               "--workers", "1", "--retries", "0"])
+    assert (code, rows["broken"]["status"]) == (1, "failed")
+    assert list(scratch.iterdir()) == []

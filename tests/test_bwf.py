@@ -16,6 +16,8 @@ from dubprep import bwf
 from dubprep.bwf import BextMetadata, BwfError, open_bwf
 from dubprep.tools import find_tool
 
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
+
 BEXT = BextMetadata(
     description="Amélie — M&E reel 1", originator="dubprep", originator_reference="REEL1-ME",
     origination=datetime(2024, 5, 6, 7, 8, 9), time_reference_samples=172_972_800,

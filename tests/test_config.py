@@ -61,7 +61,7 @@ def test_wrong_type_names_key(media):
 
 def test_missing_input_file_fails_before_work(media):
     project = write_project(media.parent, "input: nowhere.mov\noutput: out\n")
-    with pytest.raises(ConfigError, match=r"input: file not found: .*nowhere\.mov"):
+    with pytest.raises(ConfigError, match=r"input: .*nowhere\.mov: file not found; fix the path"):
         load_project(project)
     assert not (media.parent / "out").exists()
 

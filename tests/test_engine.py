@@ -137,7 +137,9 @@ def test_qc_failure_writes_everything_and_exits_nonzero(finished_copy, tmp_path,
     project, out = finished_copy
     project.write_text(project.read_text() + "assemble:\n  qc:\n    me_true_peak_max_dbtp: -80.0\n")
     assert main(["run", str(project), "--quiet"]) == 3
-    assert "QC check(s) failed: ME true peak" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "QC check(s) failed: ME true peak" in err
+    assert err.count("ME true peak") == 1  # said once: the closing line, not also a log line and the table
     assert read_manifest(out / "deliverables")["failed_checks"]
     assert (out / "deliverables/report.html").is_file()
     # A cached result keeps its failed checks: the exit code stays non-zero.

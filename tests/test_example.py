@@ -16,6 +16,8 @@ import soundfile as sf
 from dubprep.tools import find_tool
 from media_factory import probe
 
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
+
 SCRIPT = Path(__file__).parent.parent / "examples" / "make_example.py"
 FRAMES = 30 * 48_000
 STEMS = ("speech", "music", "effects")

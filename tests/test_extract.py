@@ -9,6 +9,7 @@ import soundfile as sf
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.stages.extract import ExtractStage
+from dubprep.tools import find_tool, version
 from media_factory import (
     channel_frequencies_hz,
     dominant_frequencies_hz,
@@ -17,6 +18,8 @@ from media_factory import (
     make_truncated,
     make_video_only,
 )
+
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
 
 
 @pytest.fixture
@@ -109,3 +112,22 @@ def test_bad_input_is_one_clear_error(extract, tmp_path, make, message):
     with pytest.raises(MediaError, match=message) as err:
         extract(media, tmp_path / "work")
     assert "\n" not in str(err.value)
+
+
+def test_log_names_the_ffmpeg_that_decoded(extract, tmp_path, caplog):
+    media = make_media(tmp_path / "in.wav", layout="stereo", duration_s=0.5, video=False)
+    with caplog.at_level(logging.INFO, logger="test"):
+        extract(media, tmp_path / "work")
+    assert f"extract: {version(find_tool('ffmpeg'))} ({find_tool('ffmpeg')})" in caplog.text
+    assert version(find_tool("ffmpeg")).startswith("ffmpeg version ")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_rejected_naming_the_file_and_time(extract, tmp_path, bad):
+    samples = np.full((48_000, 2), 0.1, dtype=np.float32)
+    samples[24_000, 1] = bad
+    media = tmp_path / "corrupt.wav"
+    sf.write(media, samples, 48_000, subtype="FLOAT")
+    with pytest.raises(MediaError, match=r"corrupt\.wav: a NaN or infinite sample at 0\.500 s in channel R; "
+                                         r"the file is corrupt there, re-export it"):
+        extract(media, tmp_path / "work")

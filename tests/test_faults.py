@@ -83,10 +83,14 @@ def test_non_ascii_paths_with_spaces_run_through_in_a_c_locale(tmp_path):
     subprocess.run([str(find_tool("ffmpeg")), "-nostdin", "-v", "error", "-i", str(wav), "-c:a", "pcm_s24le",
                     str(movie)], check=True)
     project = write_project(folder, f"extends: default\ninput: '{movie.name}'\noutput: 'sortie à 1'\n")
-    # A farm node's bare environment: the C locale, not UTF-8.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LC_")} | {"LANG": "C", "LC_ALL": "C"}
+    # A farm node's bare environment: the C locale, not UTF-8; a TMPDIR of its own, to see nothing is left there.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LC_")}
+    env |= {"LANG": "C", "LC_ALL": "C", "TMPDIR": str(scratch)}
     done = dubprep("run", "-q", project, env=env)
     assert done.returncode == 0, done.stderr
+    assert list(scratch.iterdir()) == []  # no torchinductor_* or other cache left behind
     out = folder / "sortie à 1"
     assert sf.info(out / ME).frames == 6 * 48000
     assert f"run: {movie} -> {out}" in (out / "dubprep.log").read_text(encoding="utf-8")

@@ -22,6 +22,8 @@ from media_factory import (
     probe,
 )
 
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
+
 
 def _decode(path: Path, position: int, channels: int) -> np.ndarray:
     """Audio stream ``position`` as float32 at its own rate; shape: (frames, channels)."""

@@ -30,6 +30,8 @@ from devtools import DevTools
 from media_factory import make_media
 from speech import SAMPLE_RTTM, sample_speech_48k
 
+pytestmark = pytest.mark.ffmpeg  # make test runs these with the system and the bundled ffmpeg
+
 RATE = 48_000
 START_TC = "01:00:00:00"
 FPS = "24000/1001"

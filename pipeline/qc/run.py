@@ -31,6 +31,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from dubprep.console import FILE_ONLY
 from dubprep.errors import MediaError, StageError
 from dubprep.probe import probe
 from dubprep.progress import NullProgress, ProgressHook
@@ -78,7 +79,7 @@ def run_qc(
     write_json(inputs.work_dir / "qc.json", result)
     write_report(inputs.work_dir / "report.html", result)
     for failure in result.failures:
-        log.warning("qc: %s", failure)
+        log.warning("qc: %s", failure, extra=FILE_ONLY)  # the run's closing error line lists them
     log.info("qc: %d checks, %d failed; details in report.html beside the stems", len(result.checks), len(result.failures))
     return result.failures
 

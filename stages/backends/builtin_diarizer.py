@@ -35,19 +35,24 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.linalg
-from pyannote.core import Annotation, Segment
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.cluster import KMeans
 
 from dubprep.audio_io import SPEECH_RATE, ArraySource, MonoReader, Source
 from dubprep.checksums import sha256_file
+from dubprep.lazy import lazy_module
 from dubprep.progress import ProgressHook
 from dubprep.stages.backends.diarization import URI, Diarization, DiarizationBackend
 from dubprep.stages.backends.speaker_embedding import DIMENSION, WINDOW_SAMPLES, embed_windows
 from dubprep.vad import SpeechRegion, detect_speech
+
+if TYPE_CHECKING:
+    from pyannote.core import Annotation
+
+# Imported when a run first clusters: a project validates without them.
+cluster_lib, linalg, core = (lazy_module(n) for n in ("sklearn.cluster", "scipy.linalg", "pyannote.core"))
 
 FRAME_SAMPLES = SPEECH_RATE // 10  # one label per 0.1 s
 _CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side overlap
@@ -126,11 +131,11 @@ def _spectral_vectors(affinity: np.ndarray, count: int) -> np.ndarray:
         np.put_along_axis(pruned, order[:, :p], 1.0, axis=1)
         pruned = (pruned + pruned.T) / 2
         laplacian = np.diag(pruned.sum(axis=1)) - pruned
-        values = scipy.linalg.eigh(laplacian, eigvals_only=True, subset_by_index=[0, count])
+        values = linalg.eigh(laplacian, eigvals_only=True, subset_by_index=[0, count])
         ratio = (p / n) / (np.diff(values).max() / (values[-1] + 1e-10) + 1e-10)
         if best_laplacian is None or (values[1] > _CONNECTED and ratio < best_ratio):
             best_ratio, best_laplacian = ratio, laplacian
-    _, vectors = scipy.linalg.eigh(best_laplacian, subset_by_index=[0, count - 1])
+    _, vectors = linalg.eigh(best_laplacian, subset_by_index=[0, count - 1])
     return vectors
 
 
@@ -146,7 +151,7 @@ def _over_cluster(embeddings: np.ndarray, centres: np.ndarray, min_size: int) ->
     share_audio = np.abs(centres[:, None] - centres[None, :]) < WINDOW_SAMPLES
     affinity[share_audio] = 0.0
     vectors = _spectral_vectors(affinity, count)
-    labels = KMeans(count, n_init=10, random_state=0).fit_predict(vectors)
+    labels = cluster_lib.KMeans(count, n_init=10, random_state=0).fit_predict(vectors)
     sizes = np.bincount(labels, minlength=count)
     large = np.flatnonzero(sizes >= min_size)
     if len(large) == 0:
@@ -285,9 +290,9 @@ def _runs(labels: np.ndarray, stretches: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
     """Runs of equal labels within a stretch as turns (seconds)."""
-    annotation = Annotation(uri=uri)
+    annotation = core.Annotation(uri=uri)
     for first, last in zip(*_runs(labels, frames.stretches)):
-        segment = Segment(frames.starts[first] / SPEECH_RATE, frames.ends[last - 1] / SPEECH_RATE)
+        segment = core.Segment(frames.starts[first] / SPEECH_RATE, frames.ends[last - 1] / SPEECH_RATE)
         annotation[segment] = int(labels[first])
     return annotation
 

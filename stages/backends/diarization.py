@@ -16,18 +16,22 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
-from pyannote.core import Annotation, Timeline
 from pydantic import BaseModel
 
 from dubprep.audio_io import ArraySource, MonoReader
 from dubprep.progress import ProgressHook
+from dubprep.lazy import lazy_module
 from dubprep.params import NoParams
 from dubprep.registry import Registry
 from dubprep.vad import SpeechRegion
 
+if TYPE_CHECKING:
+    from pyannote.core import Annotation, Timeline
+
+core = lazy_module("pyannote.core")  # imported when a run first makes turns: a project validates without it
 URI = "programme"
 
 
@@ -49,7 +53,7 @@ class Diarization:
     @classmethod
     def empty(cls, dimension: int) -> Diarization:
         """No speech, no speakers."""
-        return cls(Annotation(uri=URI), Annotation(uri=URI), np.zeros((0, dimension), np.float32))
+        return cls(core.Annotation(uri=URI), core.Annotation(uri=URI), np.zeros((0, dimension), np.float32))
 
     def write(self, labels: dict[int, str], rttm: Path, turns: Path, centroids: Path) -> None:
         """The turns under ``labels`` (cluster -> name) as RTTM (may overlap) and JSON, and one centroid per label (npz)."""

@@ -13,11 +13,13 @@ import functools
 from collections.abc import Iterator
 
 import numpy as np
-import torch
 
 from dubprep.audio_io import SPEECH_RATE, Source
 from dubprep.errors import ModelError
+from dubprep.lazy import lazy_module
 from dubprep.progress import ProgressHook
+
+torch = lazy_module("torch")  # imported when a run first embeds: a project validates without it
 
 WINDOW_SAMPLES = SPEECH_RATE * 12 // 10  # 1.2 s of audio per embedding
 MEL_HOP_SAMPLES = SPEECH_RATE // 100  # Resemblyzer's mel hop, 10 ms

@@ -19,16 +19,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-from pyannote.core import Annotation
-from scipy.optimize import linear_sum_assignment
 
 from dubprep.audio_io import SPEECH_RATE, ArraySource, resample
 from dubprep.errors import MediaError, StageError
+from dubprep.lazy import lazy_module
 from dubprep.progress import ProgressHook
 from dubprep.vad import SpeechRegion, detect_speech
+
+if TYPE_CHECKING:
+    from pyannote.core import Annotation
+
+optimize = lazy_module("scipy.optimize")  # imported when names are first matched
 
 # Embeds the speech ``regions`` of a clip into one unit-norm vector; shape: (dimension,).
 Embedder = Callable[[ArraySource, list[SpeechRegion]], np.ndarray]
@@ -82,7 +87,7 @@ def match_names(
         return {}
     references = np.stack([embed(clip.source, clip.regions) for clip in clips])  # shape: (clips, dimension)
     similarity = centroids @ references.T  # cosine; shape: (clusters, clips)
-    rows, columns = linear_sum_assignment(similarity, maximize=True)
+    rows, columns = optimize.linear_sum_assignment(similarity, maximize=True)
     paired = {int(column): int(row) for row, column in zip(rows, columns)}
     named = {row: clips[column].name for column, row in paired.items() if similarity[row, column] >= threshold}
     for column, clip in enumerate(clips):
