@@ -260,7 +260,7 @@ _STREAM_FACTOR = SAMPLE_RATE // SPEECH_RATE
 
 @functools.cache
 def _stream_fir() -> np.ndarray:
-    """63-tap low-pass below the 8 kHz Nyquist of 16 kHz, run causally: its 31-sample (0.65 ms) delay is left in."""
+    """63-tap low-pass below 16 kHz's 8 kHz Nyquist, run causally: its 31-sample (0.65 ms) delay is left in."""
     return signal.firwin(63, 7_200, fs=SAMPLE_RATE).astype(np.float32)
 
 

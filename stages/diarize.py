@@ -117,7 +117,7 @@ class DiarizeStage(Stage):
         return f"{super().model_checksum(params)}+vad:{vad.weights_checksum()}"
 
     def check(self, params: DiarizeParams) -> None:
-        """Every reference clip holds speech (Silero VAD): found before separation, not hours after."""
+        """Every reference clip holds speech: found before separation, not hours after."""
         speaker_names.load_clips(params.speakers, params.vad_threshold, NullProgress())
 
     def run(self, ctx: StageContext) -> None:

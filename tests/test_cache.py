@@ -56,7 +56,7 @@ def test_a_module_only_some_stages_import_reruns_only_those(monkeypatch):
     before = code_hashes()
     edit(monkeypatch, "dubprep.vad", {"LANE_WINDOWS = 320": "LANE_WINDOWS = 321"})
     changed = {name for name, value in code_hashes().items() if value != before[name]}
-    assert changed == {"diarize", "assemble"}  # the diarizer's and QC's voice activity detection
+    assert changed == {"diarize", "transcribe", "assemble"}  # the diarizer's, the M&E search's and QC's VAD
 
 
 def test_a_backends_own_module_keys_only_the_stage_that_uses_it(monkeypatch):

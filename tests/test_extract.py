@@ -1,5 +1,6 @@
 """Extract: stream selection, layouts, sample-exact length, offsets and bad input."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
