@@ -60,7 +60,7 @@ RESERVED_PACKAGES = (
     "asterisk-core-sounds-fr-*",
     "asterisk-core-sounds-it-*",
     "asterisk-core-sounds-ru-*",
-    "asterisk-core-sounds-es-*",
+    "asterisk-core-sounds-es-*",  # Allison Smith again (as the tune English prompts): not a new voice
     "fretsonfire-songs-sectoid",
     "drascula-music",
     "asc-music",
