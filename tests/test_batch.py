@@ -157,6 +157,10 @@ def test_worker_killed_mid_job_is_rerun_and_resumes(tmp_path, cluster):
     runner.start()
     wait_for_log_line(output, "separate: running", runner)
     worker_pid = int((output / ".dubprep" / "lock").read_text())  # the engine writes its process id there
+    work_folder = output / ".dubprep" / "tmp" / f"separate-{worker_pid}"
+    while not work_folder.is_dir():  # the stage logs "running" before it makes its work folder
+        assert runner.is_alive(), "the job ended before separate made its work folder"
+        time.sleep(0.02)
     os.kill(worker_pid, signal.SIGKILL)
     runner.join(timeout=180)
     [result] = outcome[0].results
