@@ -263,3 +263,21 @@ def test_pipeline_folder_is_relative_to_the_project_file_and_a_hub_id_is_kept(tm
         settings = {"input": "reel.wav", "output": "out", "diarize": {"backend": "pyannote", "pyannote_pipeline": given}}
         project.write_text(yaml.safe_dump(settings))
         assert load_project(project).diarize.pyannote_pipeline == expected
+
+
+def test_a_run_leaves_nothing_in_the_temporary_folder(tmp_path, pipeline_folder):
+    """lightning and onnxruntime write into TMPDIR when imported; a render node must not collect it per job."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    script = (
+        "import sys, soundfile, torch\n"
+        "from dubprep.stages.backends import pyannote_diarizer\n"
+        "pipeline = pyannote_diarizer.load_pipeline(sys.argv[1], 'cpu')\n"
+        "speech, rate = soundfile.read(sys.argv[2], dtype='float32', frames=10 * 16000)\n"
+        "pipeline({'waveform': torch.from_numpy(speech)[None], 'sample_rate': rate})\n"
+    )
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    result = subprocess.run([sys.executable, "-c", script, str(pipeline_folder), str(SAMPLE_WAV)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in scratch.iterdir()) == []

@@ -35,9 +35,13 @@ from typing import Annotated
 import numpy as np
 import torch
 import yaml
-from pyannote.audio import Pipeline
-from pyannote.audio.pipelines.speaker_verification import PretrainedSpeakerEmbedding
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dubprep.scratch import private_tempdir
+
+with private_tempdir():  # lightning (torchinductor_root) and onnxruntime (.ses) write into TMPDIR when imported
+    from pyannote.audio import Pipeline
+    from pyannote.audio.pipelines.speaker_verification import PretrainedSpeakerEmbedding
 
 from dubprep.audio_io import SPEECH_RATE, ArraySource, MonoReader, resample
 from dubprep.checksums import sha256_folder
