@@ -8,7 +8,10 @@ Tools:
   (effects) in the source layout: DX + ME and DX + MX + FX each re-sum to
   the mix;
 - one ``DX-<speaker>`` per speaker: the dialogue stem gated to that
-  speaker's turns, full programme length, silence elsewhere. Dialogue
+  speaker's turns, full programme length, silence elsewhere; one mono
+  channel folded as ``DX-GUIDE`` folds it (``speaker_layout: mono``, the
+  default: its size does not grow with the source's channels), or the
+  source layout (``speaker_layout: source``). Dialogue
   spoken over another speaker goes to both speakers' stems
   (``overlap: both``) or to one of them (``exclusive``, diarize's exclusive
   turns: the speaker stems then sum to DX wherever someone speaks);
@@ -70,7 +73,9 @@ class AssembleParams(BaseModel):
     speaker talks goes; ``both`` keeps it in each speaker's stem,
     ``exclusive`` gives each moment to one speaker (diarize's exclusive
     turns), so the speaker stems sum to DX during speech. ``dialogue_guide``
-    adds ``DX-GUIDE``, DX folded down to mono. ``cues``: how long a cue of a
+    adds ``DX-GUIDE``, DX folded down to mono. ``speaker_layout``: each
+    DX-<speaker> stem as one mono channel folded like the guide (``mono``)
+    or in the source layout (``source``). ``cues``: how long a cue of a
     transcribed programme may be (lines, characters per line, seconds);
     without a transcript each turn is one cue. ``qc`` holds the limits the
     delivery is checked against (16-bit stems re-sum to the mix only about
@@ -88,6 +93,7 @@ class AssembleParams(BaseModel):
     start_timecode: str | None = None
     overlap: Literal["both", "exclusive"] = "both"
     dialogue_guide: bool = False
+    speaker_layout: Literal["mono", "source"] = "mono"
     cues: CueLayout = CueLayout()
     qc: QcLimits = QcLimits()
 
@@ -162,6 +168,7 @@ class AssembleStage(Stage):
             separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
             source=ctx.media, layouts=writer.layouts, me_words=ctx.inputs.get("words_in_me.json"),
+            speakers=tuple(f"DX-{name}" for name in speakers),
         )
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
 
@@ -178,7 +185,8 @@ def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, lis
         dialogue.append(MonoGuide(programme.media.channel_names))
     if speakers:
         fade_frames = round(ctx.params.crossfade_ms * SAMPLE_RATE / 1000)
-        dialogue.append(SpeakerGate(speakers, layout, _GAINS[ctx.params.overlap], fade_frames))
+        mono = ctx.params.speaker_layout == "mono"
+        dialogue.append(SpeakerGate(speakers, mono, programme.media, _GAINS[ctx.params.overlap], fade_frames))
     else:
         ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
     writer.render(ctx.inputs["DX.wav"], dialogue)
@@ -347,19 +355,23 @@ class MonoGuide:
 
 @dataclass(frozen=True)
 class SpeakerGate:
-    """One DX-<speaker> stem per speaker: the dialogue times that speaker's gain under ``gains``."""
+    """One DX-<speaker> stem per speaker: the dialogue (folded as DX-GUIDE when ``mono``) times the speaker's gain."""
 
     speakers: dict[str, list[Turn]]
-    layout: str
+    mono: bool
+    media: MediaInfo
     gains: GainRule
     fade_frames: int
 
     @property
     def layouts(self) -> dict[str, str]:
-        return {f"DX-{name}": self.layout for name in self.speakers}
+        layout = "mono" if self.mono else self.media.layout
+        return {f"DX-{name}": layout for name in self.speakers}
 
     def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
         gains = self.gains(list(self.speakers.values()), position, len(block), self.fade_frames)
+        if self.mono:
+            block = fold_to_mono(block, self.media.channel_names)  # folded once, then gated per speaker
         return {
             f"DX-{name}": block * gain[:, None]  # shape: (frames, channels)
             for name, gain in zip(self.speakers, gains)

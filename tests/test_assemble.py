@@ -105,40 +105,63 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 100
 
 
-def test_speaker_stems_are_gated_to_their_turns(assemble, tmp_path):
+def test_speaker_stems_are_mono_folds_of_dx_gated_to_their_turns(assemble, tmp_path):
     out = assemble(tmp_path, crossfade_ms=10)
+    dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float64")
+    path = out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav"
+    spk01, _ = sf.read(path, dtype="float64", always_2d=True)
+    assert spk01.shape == (len(dx), 1)  # one channel, the programme's full length
+    inside = slice(int(1.0 * 48000), int(3.0 * 48000))
+    folded = dx[:, [0, 1, 2, 4, 5]].sum(axis=1)  # as DX-GUIDE folds 5.1: every channel but the LFE, summed
+    np.testing.assert_allclose(spk01[inside, 0], folded[inside], atol=4 * LSB)
+    assert np.abs(spk01[inside]).max() > 0.1  # the speech, not silence
+    fade = 480
+    assert np.abs(spk01[: 48000 - fade - 1]).max() == 0.0
+    assert np.abs(spk01[3 * 48000 + fade + 1 : 7 * 48000 - fade - 1]).max() == 0.0
+    info = wavinfo.WavInfoReader(str(path))
+    assert info.bext.time_reference == 172_972_800 and info.fmt.channel_count == 1
+    report = json.loads((out / "qc.json").read_text())
+    assert report["passed"], report["failures"]
+    # Format, length and clipping only: no loudness or true-peak pass per speaker.
+    checks = sorted(c["name"] for c in report["checks"] if c["name"].startswith("DX-SPK01 "))
+    assert checks == ["DX-SPK01 clipping", "DX-SPK01 format", "DX-SPK01 length"]
+    assert "true_peak_dbtp" not in report["stems"]["DX-SPK01"] and "true_peak_dbtp" in report["stems"]["DX"]
+    assert report["stems"]["DX-SPK01"]["channels"] == 1
+
+
+def test_speaker_layout_source_keeps_the_programme_layout(assemble, tmp_path):
+    out = assemble(tmp_path, crossfade_ms=10, speaker_layout="source")
     dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float32")
     spk01, _ = sf.read(out / "My_Film_R1_DX-SPK01_6ch_48k_24b.wav", dtype="float32")
     inside = slice(int(1.0 * 48000), int(3.0 * 48000))
     np.testing.assert_allclose(spk01[inside], dx[inside], atol=2 / 2**23)
-    fade = 480
-    assert np.abs(spk01[: 48000 - fade - 1]).max() == 0.0
-    assert np.abs(spk01[3 * 48000 + fade + 1 : 7 * 48000 - fade - 1]).max() == 0.0
-    assert len(spk01) == len(dx)
+    assert spk01.shape == dx.shape
+    assert not (out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav").exists()
 
 
 def test_hostile_speaker_name_stays_in_output_folder(assemble, tmp_path):
     out = assemble(tmp_path)
     names = sorted(p.name for p in out.iterdir())
-    assert "My_Film_R1_DX-ETC_AN_6ch_48k_24b.wav" in names
+    assert "My_Film_R1_DX-ETC_AN_1ch_48k_24b.wav" in names
     assert all(p.parent == out for p in out.rglob("*"))
 
 
 def test_split_mono_writes_one_file_per_channel(assemble, tmp_path):
     out = assemble(tmp_path, split_mono=True, dialogue_guide=True)
     channels = ("L", "R", "C", "LFE", "Ls", "Rs")
-    for asset in ("ME", "MX", "FX", "DX", "DX-SPK01"):
+    for asset in ("ME", "MX", "FX", "DX"):
         for suffix in channels:
             path = out / f"My_Film_R1_{asset}_6ch_48k_24b.{suffix}.wav"
             assert sf.info(path).channels == 1
             assert sf.info(path).frames == 10 * 48000
-    assert sf.info(out / "My_Film_R1_DX-GUIDE_1ch_48k_24b.wav").channels == 1  # already mono: one file
+    for asset in ("DX-GUIDE", "DX-SPK01"):  # already mono: one file
+        assert sf.info(out / f"My_Film_R1_{asset}_1ch_48k_24b.wav").channels == 1
     report = json.loads((out / "qc.json").read_text())
     assert report["passed"], report["failures"]
     # A clip references one file: a track per channel file.
     timeline = otio.adapters.read_from_file(str(out / "timeline.otio"))  # held: its tracks die with it
     tracks = [t.name for t in timeline.tracks]
-    assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 4  # DX, ME, two speakers
+    assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 2 + 2  # DX, ME, two mono speakers
 
 
 def test_cue_list_matches_turns(assemble, tmp_path):
@@ -177,7 +200,7 @@ def at(seconds: float) -> int:
 
 def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS)
-    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    dx, a, b = read(out, "DX").mean(axis=1, keepdims=True), read(out, "DX-A", 1), read(out, "DX-B", 1)
     overlap = slice(at(3.0), at(4.0))
     assert np.abs(dx[overlap]).max() > 0.05  # speech there
     np.testing.assert_allclose(a[overlap], dx[overlap], atol=2 * LSB)
@@ -190,7 +213,7 @@ def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(assemble, tm
 
 def test_overlap_exclusive_gives_each_moment_to_one_speaker(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap="exclusive")
-    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    dx, a, b = read(out, "DX").mean(axis=1, keepdims=True), read(out, "DX-A", 1), read(out, "DX-B", 1)
     change = at(3.5)
     # The speaker stems sum to DX over the whole exchange, the crossfade at the change included.
     speech = slice(at(1.0), at(6.0))
@@ -228,7 +251,9 @@ def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(assemble, tmp_pat
     report = json.loads((out / "qc.json").read_text())
     clipped = np.count_nonzero(np.abs(guide) >= 1.0 - LSB)
     assert clipped > 100 and report["stems"]["DX-GUIDE"]["clipped_samples"] == [clipped]
-    assert report["failures"] == [f"DX-GUIDE clipping: {clipped} samples at or beyond full scale"]
+    guide_failure = f"DX-GUIDE clipping: {clipped} samples at or beyond full scale"
+    # The mono speaker stems are folded the same way: SPK01's turns hold the loudest speech, and clip too.
+    assert report["failures"][0] == guide_failure and report["failures"][1].startswith("DX-SPK01 clipping: ")
     format_check = next(c for c in report["checks"] if c["name"] == "DX-GUIDE format")
     assert format_check["passed"] and format_check["limit"] == "48000 Hz, 1 ch"
 
@@ -267,7 +292,7 @@ def test_timeline_has_a_clip_per_turn_on_each_speaker_track(assemble, tmp_path, 
         clips = list(track.find_clips())
         assert len(clips) == len(own)
         for clip, turn in zip(clips, own):
-            assert clip.media_reference.target_url == f"My_Film_R1_{track.name}_2ch_48k_24b.wav"
+            assert clip.media_reference.target_url == f"My_Film_R1_{track.name}_1ch_48k_24b.wav"  # mono speaker stems
             placed = clip.range_in_parent()
             assert abs(placed.start_time.to_seconds() - turn["start_s"]) <= 1 / FPS
             assert abs(placed.end_time_exclusive().to_seconds() - turn["end_s"]) <= 1 / FPS

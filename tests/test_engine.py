@@ -32,7 +32,7 @@ def test_deliverables_are_complete_and_resum(finished):
     dx, _ = sf.read(folder / "PROGRAMME_DX_2ch_48k_24b.wav", dtype="float32")
     assert me.shape == dx.shape == mix.shape
     assert np.abs(mix - (me + dx)).max() < 2e-6 * 16  # 24-bit quantisation of two stems
-    speakers = sorted(folder.glob("PROGRAMME_DX-SPK*_2ch_48k_24b.wav"))
+    speakers = sorted(folder.glob("PROGRAMME_DX-SPK*_1ch_48k_24b.wav"))  # mono by default
     assert len(speakers) >= 2
     for stem in speakers:
         assert sf.info(stem).frames == len(mix)

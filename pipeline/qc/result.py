@@ -60,6 +60,10 @@ class QcInputs:
     file, for the picture's duration; None or a file without picture skips
     that comparison. ``me_words`` is the transcribe stage's
     ``words_in_me.json`` (None when the project does not transcribe).
+    ``speakers`` names the per-speaker stems: checked for format, length
+    and clipping only, since a loudness and true-peak pass per speaker
+    would cost a pass of the programme per cast member and no delivery
+    spec limits them.
     """
 
     work_dir: Path
@@ -73,6 +77,7 @@ class QcInputs:
     source: Path | None = None
     layouts: dict[str, str] = field(default_factory=dict)
     me_words: Path | None = None
+    speakers: tuple[str, ...] = ()
 
     def layout_of(self, asset: str) -> str:
         return self.layouts.get(asset, self.media.layout)
@@ -158,7 +163,7 @@ class QcResult:
 
     inputs: QcInputs
     limits: QcLimits
-    loudness: dict[str, Loudness]
+    loudness: dict[str, Loudness]  # not the speaker stems'
     scans: dict[str, StemScan]
     nulls: list[NullTest]
     speech: list[SpeechSpan]

@@ -5,7 +5,8 @@ self-contained ``report.html`` (plots embedded as data URIs, no script, no
 external resource) beside the stems. Checks:
 
 - true peak (dBTP, BS.1770 4x oversampling) of the M&E, and of the other
-  stems when a limit is set;
+  stems when a limit is set (not of the per-speaker stems: they get the
+  format, length and clipping checks only);
 - length: every file exactly the programme's frames, and within a frame of
   the picture's duration;
 - format: 48 kHz and the stem's channel count (the programme's; one for
@@ -62,7 +63,8 @@ def run_qc(
     progress.start("qc", inputs.media.frames * (len(inputs.stems) + 2))
     with ThreadPoolExecutor(_LOUDNESS_WORKERS) as pool:
         pending = {
-            asset: pool.submit(measure_loudness, files, inputs.layout_of(asset)) for asset, files in inputs.stems.items()
+            asset: pool.submit(measure_loudness, files, inputs.layout_of(asset))
+            for asset, files in inputs.stems.items() if asset not in inputs.speakers
         }
         pending["mix"] = pool.submit(measure_loudness, (inputs.mix,), inputs.media.layout)
         scans = {asset: scan_stem(files, progress) for asset, files in inputs.stems.items()}
