@@ -2,8 +2,8 @@
 
 Layout of an output folder::
 
-    OUT/work/extract/      mix.wav, media.json, manifest.json
-    OUT/work/separate/     DX.wav, ME.wav, MX.wav, FX.wav, manifest.json
+    OUT/work/extract/      mix.flac, media.json, manifest.json
+    OUT/work/separate/     DX.flac, MX.flac, manifest.json (ME and FX are computed: dubprep.stems)
     OUT/work/diarize/      turns.rttm, turns.json, ..., manifest.json
     OUT/deliverables/      what the studio receives, manifest.json
     OUT/dubprep.log        every run's log, appended
@@ -319,7 +319,7 @@ class Engine:
         folder = stage_folder(self.project.output, stage)
         files = len([p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST])
         wavs = [path for path in [*self._input_paths(stage).values(), *(folder / name for name in stage.outputs)]
-                if path.suffix == ".wav"]
+                if path.suffix in (".wav", ".flac")]
         if not wavs:
             return f"{seconds:.1f} s, {files} files"
         programme_s = audio_info(wavs[0]).duration_s

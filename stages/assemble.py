@@ -33,7 +33,7 @@ import json
 import re
 import shutil
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,15 +42,16 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono, iter_blocks
+from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
 from dubprep.cue_layout import CueLayout
 from dubprep.cuelist import write_cue_lists
 from dubprep.errors import StageError
-from dubprep.media import LAYOUT_CHANNELS, STEMS, MediaInfo
+from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
 from dubprep.qc.result import QcInputs, QcLimits
 from dubprep.stage import Stage, StageContext, register
+from dubprep.stems import DX, MIX, MX, WorkStems
 from dubprep.timecode import FrameRate, timecode_to_samples
 
 _FORMATS = {16: ("PCM_16", "16b"), 24: ("PCM_24", "24b"), 32: ("FLOAT", "32f")}
@@ -134,22 +135,22 @@ class AssembleStage(Stage):
     name = "assemble"
     position = 90
     folder = "deliverables"
-    inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
+    inputs = (MIX, "media.json", DX, MX, "turns.json", "turns.rttm")  # ME and FX: computed (dubprep.stems)
     optional_inputs = ("transcript.json", "words_in_me.json")
     outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
     def run(self, ctx: StageContext) -> None:
         programme = _programme(MediaInfo.load(ctx.inputs["media.json"]), ctx)
-        for asset in STEMS:
-            stem = ctx.inputs[f"{asset}.wav"]
-            if audio_info(stem).frames != programme.media.frames:
-                raise StageError(f"{stem}: length differs from the mix; rerun with --force separate")
+        work = WorkStems.of(ctx.inputs)
+        for name in (DX, MX):
+            if audio_info(ctx.inputs[name]).frames != programme.media.frames:
+                raise StageError(f"{ctx.inputs[name]}: length differs from the mix; rerun with --force separate")
         turns = json.loads(ctx.inputs["turns.json"].read_text())
         names = speaker_names(turns["speakers"])
         gated = policy_turns(turns, ctx.params.overlap, ctx.inputs["turns.json"])
         speakers = {names[label]: turns_of(gated, label) for label in turns["speakers"]}
-        writer = write_stems(ctx, programme, speakers)
+        writer = write_stems(ctx, programme, work, speakers)
         write_timeline(
             ctx.output("timeline.otio"), ctx.params.title, timeline_tracks(writer.assets, programme.media, speakers),
             programme.start_timecode, programme.rate, programme.media.frames,
@@ -164,8 +165,7 @@ class AssembleStage(Stage):
         from dubprep.qc.run import run_qc  # here, not above: QC loads torch and matplotlib, the parameters must not
 
         qc = QcInputs(
-            work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
-            separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,
+            work_dir=ctx.work_dir, stems=writer.assets, work=work, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
             source=ctx.media, layouts=writer.layouts, me_words=ctx.inputs.get("words_in_me.json"),
             speakers=tuple(f"DX-{name}" for name in speakers),
@@ -173,13 +173,14 @@ class AssembleStage(Stage):
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
 
 
-def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, list[Turn]]) -> StemFiles:
-    """Every stem, one pass per separated stem: ME, MX and FX as they are, then DX and what is made of it."""
+def write_stems(
+    ctx: StageContext, programme: Programme, work: WorkStems, speakers: dict[str, list[Turn]]
+) -> StemFiles:
+    """Every stem in one pass over the work files: ME, MX and FX as they are, then DX and what is made of it."""
     layout = programme.media.layout
     writer = StemFiles(ctx, programme)
-    ctx.progress.start("assemble", programme.media.frames * len(STEMS))
-    for asset in ("ME", "MX", "FX"):
-        writer.render(ctx.inputs[f"{asset}.wav"], [Copy(asset, layout)])
+    ctx.progress.start("assemble", programme.media.frames)
+    renders: dict[str, list[StemRender]] = {asset: [Copy(asset, layout)] for asset in ("ME", "MX", "FX")}
     dialogue: list[StemRender] = [Copy("DX", layout)]
     if ctx.params.dialogue_guide:
         dialogue.append(MonoGuide(programme.media.channel_names))
@@ -189,7 +190,8 @@ def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, lis
         dialogue.append(SpeakerGate(speakers, mono, programme.media, _GAINS[ctx.params.overlap], fade_frames))
     else:
         ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
-    writer.render(ctx.inputs["DX.wav"], dialogue)
+    renders["DX"] = dialogue
+    writer.render(work.blocks(tuple(renders)), renders)
     ctx.progress.finish()
     return writer
 
@@ -390,17 +392,22 @@ class StemFiles:
         self.assets: dict[str, tuple[Path, ...]] = {}
         self.layouts: dict[str, str] = {}
 
-    def render(self, source: Path, renders: list[StemRender]) -> None:
-        """Write every stem of ``renders`` from one pass over ``source``, block by block."""
-        files = {asset: self._open(asset, layout) for render in renders for asset, layout in render.layouts.items()}
+    def render(self, blocks: Iterable[dict[str, np.ndarray]], renders: dict[str, list[StemRender]]) -> None:
+        """Write every stem of ``renders`` (by the source stem each is made from) in one pass over ``blocks``."""
+        files = {
+            asset: self._open(asset, layout)
+            for source in renders.values() for render in source for asset, layout in render.layouts.items()
+        }
         try:
             position = 0
-            for block in iter_blocks(source):
-                for render in renders:
-                    for asset, stem in render(block, position).items():
-                        _write(files[asset], stem)
-                position += len(block)
-                self.ctx.progress.advance(len(block))
+            for block in blocks:
+                for source, source_renders in renders.items():
+                    for render in source_renders:
+                        for asset, stem in render(block[source], position).items():
+                            _write(files[asset], stem)
+                frames = len(block["DX"])
+                position += frames
+                self.ctx.progress.advance(frames)
         finally:
             for asset, writers in files.items():
                 self._close(asset, writers)

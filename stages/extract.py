@@ -1,6 +1,9 @@
-"""Extract: decode one audio stream of the input media to a 48 kHz float WAV.
+"""Extract: decode one audio stream of the input media to the 48 kHz mix, ``mix.flac``.
 
-The WAV keeps the source's channel layout and order (5.1 stays L R C LFE Ls
+The mix is stored as 24-bit FLAC (:mod:`dubprep.stems`): losslessly for a
+16- or 24-bit integer source at 48 kHz; a float or resampled source is
+rounded to 24 bits and any sample past full scale clipped, and the log
+says so with counts. It keeps the source's channel layout and order (5.1 stays L R C LFE Ls
 Rs) and is sample-exact: it holds round((offset + duration) x 48000) frames,
 where ``offset`` is how much later than the picture the audio stream starts
 (zeros are written for it) and ``duration`` is the stream's own duration.
@@ -18,11 +21,12 @@ import ffmpeg
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE, open_writer
+from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.probe import AudioStream, Probe, probe
 from dubprep.stage import Stage, StageContext, register
+from dubprep.stems import MIX, WorkWriter
 from dubprep.tools import find_tool, version
 
 # ffprobe layout name -> dubprep layout name. Both 5.1 variants decode to
@@ -55,7 +59,7 @@ class ExtractParams(BaseModel):
 class ExtractStage(Stage):
     name = "extract"
     position = 10
-    outputs = ("mix.wav", "media.json")
+    outputs = (MIX, "media.json")
     Params = ExtractParams
 
     def run(self, ctx: StageContext) -> None:
@@ -69,7 +73,7 @@ class ExtractStage(Stage):
             stream.describe(), layout, stream.sample_rate, media.frames, media.duration_s,
             f", audio starts {media.start_offset_s:+.3f} s from picture" if media.start_offset_s else "",
         )
-        decode(ctx.media, stream, media, ctx.output("mix.wav"), ctx)
+        decode(ctx.media, stream, media, ctx.output(MIX), ctx)
         media.save(ctx.output("media.json"))
 
 
@@ -133,7 +137,7 @@ def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: St
     )
     lead_frames = round(media.start_offset_s * SAMPLE_RATE)
     ctx.progress.start("extract", media.frames)
-    with tempfile.TemporaryFile() as errors, open_writer(out, media.frames, media.channels) as writer:
+    with tempfile.TemporaryFile() as errors, WorkWriter(out, media.channels) as writer:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
         try:
             written = _write_lead(writer, lead_frames, media, ctx)
@@ -143,7 +147,24 @@ def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: St
             process.wait()
         _check_decode(path, process.returncode, errors, decoded, stream, media)
         _write_silence(writer, media.frames - written, media.channels)
+    _log_storage(writer, stream, ctx)
     ctx.progress.finish()
+
+
+def _log_storage(writer: WorkWriter, stream: AudioStream, ctx: StageContext) -> None:
+    """Say whether the 24-bit FLAC mix holds the source exactly, and warn about clipped overs."""
+    if not writer.rounded:
+        ctx.log.info("extract: %s stored losslessly as 24-bit FLAC", writer.path.name)
+        return
+    ctx.log.info(
+        "extract: the %s stream at %d Hz is float or resampled: %d samples rounded to 24 bits (error below "
+        "-144 dBFS) in %s", stream.codec, stream.sample_rate, writer.rounded, writer.path.name,
+    )
+    if writer.clipped:
+        ctx.log.warning(
+            "extract: %s: %d samples beyond full scale clipped at ±1 in %s (the work files are 24-bit); "
+            "re-export the source below full scale if those overs matter", ctx.media, writer.clipped, writer.path.name,
+        )
 
 
 def _write_lead(writer, lead_frames: int, media: MediaInfo, ctx: StageContext) -> int:

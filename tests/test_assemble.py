@@ -11,9 +11,9 @@ import soundfile as sf
 import wavinfo
 from pydantic import ValidationError
 
-from dubprep.audio_io import open_writer
 from dubprep.errors import StageError
 from dubprep.stages.assemble import AssembleParams, AssembleStage, Turn, speaker_names, turn_gain
+from dubprep.stems import DX, MIX, MX, WorkWriter
 from media_factory import probe
 from speech import sample_speech_48k
 
@@ -56,9 +56,8 @@ def write_stems(folder: Path, channels: int, frames: int, dx_gain: float) -> Non
     tone = 0.05 * np.sin(2 * np.pi * 220 * np.arange(frames) / RATE)
     mx = np.repeat(tone[:, None], channels, axis=1).astype(np.float32)  # shape: (frames, channels)
     me = (mx + rng.normal(0, 0.05, size=(frames, channels))).astype(np.float32)
-    fx = me - mx  # as separate makes it
-    for name, data in (("DX.wav", dx), ("ME.wav", me), ("MX.wav", mx), ("FX.wav", fx), ("mix.wav", dx + me)):
-        with open_writer(folder / name, frames, channels) as writer:
+    for name, data in ((DX, dx), (MX, mx), (MIX, dx + me)):  # as extract and separate store them
+        with WorkWriter(folder / name, channels) as writer:
             writer.write(data)
 
 
@@ -85,11 +84,12 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     me_path = out / "My_Film_R1_ME_6ch_48k_24b.wav"
     me, _ = sf.read(me_path, dtype="float32")
     dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float32")
-    mix, _ = sf.read(tmp_path / "in/mix.wav", dtype="float32")
+    mix, _ = sf.read(tmp_path / "in" / MIX, dtype="float32")
     assert me.shape == mix.shape == (10 * 48000, 6)
-    assert np.abs(mix - (me + dx)).max() <= 2 / 2**23 + 1e-7
+    # Work files on the 24-bit grid, ME and FX computed from them: the 24-bit delivery re-sums bit-exactly.
+    np.testing.assert_array_equal(me + dx, mix)
     mx, fx = (sf.read(out / f"My_Film_R1_{asset}_6ch_48k_24b.wav", dtype="float64")[0] for asset in ("MX", "FX"))
-    assert np.abs(mix - (dx + mx + fx)).max() <= 3 / 2**23 + 1e-7
+    np.testing.assert_array_equal(dx + mx + fx, mix)
     assert np.abs(fx).max() > 0.1 and np.abs(mx).max() > 0.04  # each its own signal, not silence
     for asset in ("ME", "MX", "FX"):
         path = out / f"My_Film_R1_{asset}_6ch_48k_24b.wav"
@@ -102,7 +102,8 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     assert report["passed"], report["failures"]
     assert {"ME", "MX", "FX", "DX"} <= report["stems"].keys()
     assert report["stems"]["MX"]["integrated_lufs"] is not None and report["stems"]["FX"]["true_peak_dbtp"] is not None
-    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 100
+    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] is None  # inf: bit-exact
+    assert next(c for c in report["checks"] if c["name"] == "Null test (mix - DX - ME)")["measured"] == "bit-exact"
 
 
 def test_speaker_stems_are_mono_folds_of_dx_gated_to_their_turns(assemble, tmp_path):
@@ -240,7 +241,7 @@ def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(assemble, tmp_pat
     # 1.5 x speech on L, R and C: the sum passes full scale where the speech is loudest.
     out = assemble(tmp_path, dialogue_guide=True, dx_gain=1.5)
     guide = read(out, "DX-GUIDE", channels=1)
-    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    dx, _ = sf.read(tmp_path / "in" / DX, dtype="float64")
     expected = dx[:, [0, 1, 2, 4, 5]].sum(axis=1)  # L R C Ls Rs
     assert guide.shape == (len(dx), 1)
     fits = np.abs(expected) < 1.0 - 4 * LSB
@@ -262,7 +263,7 @@ def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(assemble, tmp_path)
     # 3 x speech on both (peaks near 0.96): their sum would clip, their mean keeps a centred line's level.
     out = assemble(tmp_path, layout="stereo", channels=2, dialogue_guide=True, dx_gain=3.0)
     guide = read(out, "DX-GUIDE", channels=1)
-    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    dx, _ = sf.read(tmp_path / "in" / DX, dtype="float64")
     np.testing.assert_allclose(guide[:, 0], dx.mean(axis=1), atol=2 * LSB)
     assert 0.8 < np.abs(guide).max() < 1.0
     report = json.loads((out / "qc.json").read_text())

@@ -29,7 +29,7 @@ from dubprep.stages.backends import bandit
 from dubprep.stages.backends.bandit import BanditStream
 from dubprep.stages.backends.separation import DIALOGUE, MUSIC
 from dubprep.stages.backends.streaming import share_by_power
-from dubprep.stages.separate import STEMS
+from dubprep.stems import DX, MIX, MX, WorkStems
 from speech import sample_speech_48k, speech_with_background
 
 SR = 48_000
@@ -233,9 +233,10 @@ def test_registered_model_runs_through_the_engine_and_keys_the_cache(tmp_path: P
     assert manifest["model"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     # The folder's path is where the project happens to live; its content is what the result depends on.
     assert manifest["params"]["model"] == f"sha256 of folder:{sha256_folder(folder)}"
-    mix, _ = sf.read(str(tmp_path / "out" / "work" / "extract" / "mix.wav"), dtype="float32", always_2d=True)
-    stems = {n.removesuffix(".wav"): sf.read(str(tmp_path / "out" / "work" / "separate" / n), dtype="float32")[0] for n in STEMS}
-    assert_null_sums(stems, mix)
+    work = WorkStems({"mix": tmp_path / "out/work/extract" / MIX, "DX": tmp_path / "out/work/separate" / DX,
+                      "MX": tmp_path / "out/work/separate" / MX})
+    (stems,) = work.blocks(("mix", "DX", "ME", "MX", "FX"))  # 1.5 s: one block
+    assert_null_sums(stems, stems["mix"])
 
 
 def test_missing_registered_model_names_the_file_and_where_to_get_it(tmp_path: Path) -> None:
