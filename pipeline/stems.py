@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from dubprep.audio_io import BLOCK_FRAMES, MonoReader, iter_aligned, open_flac_writer
 
@@ -102,6 +103,15 @@ class WorkStems:
             if "FX" in assets:
                 read["FX"] = read["ME"] - read["MX"]
             yield {asset: read[asset] for asset in assets}
+
+    def read_all(self, assets: Sequence[str]) -> dict[str, np.ndarray]:
+        """Whole stems in memory, each (frames, channels) float32: for clips (benchmarks, tests), not programmes."""
+        channels = sf.info(str(next(iter(self.files.values())))).channels
+        blocks = list(self.blocks(assets))
+        return {
+            asset: np.concatenate([b[asset] for b in blocks]) if blocks else np.zeros((0, channels), np.float32)
+            for asset in assets
+        }
 
     def mono(self, asset: str, channel_names: tuple[str, ...]) -> MonoSource:
         """``asset`` ('DX' or 'ME') as mono 16 kHz, read at any span as :class:`~dubprep.audio_io.MonoReader` reads."""

@@ -81,10 +81,7 @@ def separate(media_json, run_stage) -> Callable[..., dict[str, np.ndarray]]:
         work = WorkStems.of({**inputs, **{p.name: p for p in work_dir.iterdir()}})
         for asset in ("DX", "MX"):
             assert sf.info(str(work.stored(asset))).subtype == "PCM_24"
-        assets = ("mix", "DX", "ME", "MX", "FX")
-        blocks = list(work.blocks(assets))
-        return {asset: np.concatenate([b[asset] for b in blocks]) if blocks else np.zeros((0, mix.shape[1]), np.float32)
-                for asset in assets}
+        return work.read_all(("mix", "DX", "ME", "MX", "FX"))
 
     return run
 
