@@ -59,6 +59,8 @@ _TEMPLATE_FIELDS = {"title", "asset", "channels", "format"}
 _AUDIO_ONLY_RATE = "25"
 GUIDE = "DX-GUIDE"
 _TURN_LISTS = {"both": "turns", "exclusive": "exclusive_turns"}  # turns.json list that gates the speaker stems
+_BYTES_PER_SAMPLE = {16: 2, 24: 3, 32: 4}
+_LISTS_MARGIN_BYTES = 64 * 2**20  # cue lists, timeline, QC report, file headers
 
 
 class AssembleParams(BaseModel):
@@ -191,9 +193,28 @@ def write_stems(
     else:
         ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
     renders["DX"] = dialogue
+    check_space(ctx, programme, [layout for rs in renders.values() for r in rs for layout in r.layouts.values()])
     writer.render(work.blocks(tuple(renders)), renders)
     ctx.progress.finish()
     return writer
+
+
+def check_space(ctx: StageContext, programme: Programme, layouts: list[str]) -> None:
+    """StageError, before any stem is written, when the disk cannot hold the stems in ``layouts``.
+
+    A disk that fills halfway through a 2-hour delivery would cost the
+    hour already written; the engine keeps nothing of a failed stage, so
+    the rerun after space is freed starts assembly again.
+    """
+    channels = sum(len(LAYOUT_CHANNELS[layout]) for layout in layouts)
+    needed_bytes = programme.media.frames * channels * _BYTES_PER_SAMPLE[ctx.params.bit_depth] + _LISTS_MARGIN_BYTES
+    free_bytes = shutil.disk_usage(ctx.work_dir).free
+    if free_bytes < needed_bytes:
+        raise StageError(
+            f"{ctx.work_dir}: the delivery needs {needed_bytes / 2**30:.2f} GiB ({len(layouts)} stems) "
+            f"but the disk has {free_bytes / 2**30:.2f} GiB free; free disk space and rerun (assembly starts "
+            f"again, the earlier stages stay done) or choose another --output"
+        )
 
 
 def timeline_tracks(
