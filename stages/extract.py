@@ -36,6 +36,9 @@ _UNTAGGED = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 # A decoded stream may fall short of the declared duration by codec priming
 # or the last packet; more than this means the file is cut or corrupt.
 _SHORTFALL_TOLERANCE_S = 0.1
+# The last stretch of the stream decoded before the whole of it: a file cut
+# short (a 3-hour container holding 40 minutes) decodes to nothing there.
+_TAIL_S = 1.0
 
 
 class ExtractParams(BaseModel):
@@ -68,6 +71,7 @@ class ExtractStage(Stage):
         stream = select_stream(info, ctx.params)
         layout = resolve_layout(ctx.media, stream, ctx.log)
         media = _plan(info, stream, layout)
+        check_tail(info, stream)
         ctx.log.info(
             "extract: %s, %s, %d Hz -> %d frames at 48 kHz (%.3f s)%s",
             stream.describe(), layout, stream.sample_rate, media.frames, media.duration_s,
@@ -125,6 +129,32 @@ def _plan(info: Probe, stream: AudioStream, layout: str) -> MediaInfo:
         source_sample_rate=stream.sample_rate, start_offset_s=offset_s,
         start_timecode=info.timecode, frame_rate=info.frame_rate,
     )
+
+
+def check_tail(info: Probe, stream: AudioStream) -> None:
+    """MediaError, in a fraction of a second, when the stream decodes to nothing in its declared last second.
+
+    ffmpeg seeks there (the container's index, or a byte position) and
+    decodes ``_TAIL_S``: a truncated file is refused before hours of
+    decoding, which would only then find it short. A cut within the last
+    second is left to the full decode's own length check.
+    """
+    duration_s = stream.duration_s if stream.duration_s is not None else info.duration_s
+    tail_start_s = stream.start_s - info.start_s + duration_s - _TAIL_S
+    if tail_start_s <= _TAIL_S:  # a short programme: its full decode is as fast
+        return
+    command = (
+        ffmpeg.input(str(info.path), ss=f"{tail_start_s:.6f}")
+        .output("pipe:", map=f"0:a:{stream.position}", t=_TAIL_S, f="f32le", acodec="pcm_f32le", ar=SAMPLE_RATE)
+        .global_args("-nostdin", "-v", "quiet")
+        .compile(cmd=str(find_tool("ffmpeg")))
+    )
+    tail = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
+    if not tail:
+        raise MediaError(
+            f"{info.path}: audio stream #{stream.position} decodes to nothing in its last {_TAIL_S:g} s but "
+            f"declares {duration_s:.3f} s; the file is truncated or corrupt, re-export it"
+        )
 
 
 def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: StageContext) -> None:

@@ -1,6 +1,7 @@
 """Extract: stream selection, layouts, sample-exact length, offsets and bad input."""
 
 import logging
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,19 @@ def test_float_source_is_rounded_to_24_bits_and_its_overs_clipped_with_a_warning
     assert np.abs(mix[:1000] - 0.1).max() <= 2.0**-24 and mix[1005, 0] == 1 - 2.0**-23
     assert "96000 samples rounded to 24 bits" in caplog.text
     assert "float.wav: 10 samples beyond full scale clipped at ±1 in mix.flac" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_a_long_container_cut_short_is_refused_before_decoding_it(extract, tmp_path, suffix):
+    whole = make_media(tmp_path / f"whole{suffix}", layout="5.1", duration_s=600.0)
+    if suffix == ".mov":  # index (moov) first, as a file made for streaming: cut, it still opens
+        faststart = tmp_path / "faststart.mov"
+        subprocess.run([str(find_tool("ffmpeg")), "-nostdin", "-v", "error", "-i", str(whole), "-c", "copy",
+                        "-movflags", "+faststart", str(faststart)], check=True)
+        whole = faststart
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 5])  # 10 minutes declared, about 2 held
+    with pytest.raises(MediaError, match=rf"cut\{suffix}: audio stream #0 decodes to nothing in its last 1 s but "
+                                         r"declares 600\.\d+ s; the file is truncated or corrupt, re-export it"):
+        extract(cut, tmp_path / "work")
+    assert not (tmp_path / "work" / MIX).exists()  # refused before the decode opened the mix
