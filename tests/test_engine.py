@@ -1,5 +1,6 @@
 """The engine end to end through the CLI: caching, invalidation, resume, locking."""
 
+import json
 import os
 import signal
 import subprocess
@@ -145,3 +146,20 @@ def test_qc_failure_writes_everything_and_exits_nonzero(finished_copy, tmp_path,
     # A cached result keeps its failed checks: the exit code stays non-zero.
     assert main(["run", str(project), "--quiet"]) == 3
     assert "QC check(s) failed" in capsys.readouterr().err
+
+
+def test_delivered_stems_of_a_24_bit_source_re_sum_to_it_bit_exactly(tmp_path, write_project):
+    # The source as a studio delivers it: 24-bit PCM. Work files on the 24-bit grid, ME and FX computed from
+    # them: DX + ME and DX + MX + FX, delivered at 24 bits, give back every sample of the source.
+    samples, _ = sf.read(speech_with_background(tmp_path / "float.wav", duration_s=8.0), dtype="float32")
+    media = tmp_path / "reel.wav"
+    sf.write(media, samples, 48000, subtype="PCM_24")
+    source, _ = sf.read(media, dtype="float64")
+    assert main(["run", str(write_project(tmp_path, media)), "--quiet"]) == 0
+    folder = tmp_path / "out/deliverables"
+    stems = {a: sf.read(folder / f"PROGRAMME_{a}_2ch_48k_24b.wav", dtype="float64")[0] for a in ("DX", "ME", "MX", "FX")}
+    assert np.abs(stems["DX"]).max() > 0.01 and np.abs(stems["ME"]).max() > 0.001  # each its own signal
+    np.testing.assert_array_equal(stems["DX"] + stems["ME"], source)
+    np.testing.assert_array_equal(stems["DX"] + stems["MX"] + stems["FX"], source)
+    checks = {c["name"]: c["measured"] for c in json.loads((folder / "qc.json").read_text())["checks"]}
+    assert checks["Null test (mix - DX - ME)"] == checks["Null test (mix - DX - MX - FX)"] == "bit-exact"
