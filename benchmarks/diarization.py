@@ -40,6 +40,7 @@ from scipy.signal import resample_poly
 
 from common import run_stage
 from dubprep.media import MediaInfo
+from dubprep.stems import DX, MIX, WorkWriter
 from dubprep.tools import find_tool
 from sepdata import find_sources, speech_over_background, unpacked_root, write_clip
 from speech import SAMPLE_RTTM, sample_speech_48k
@@ -97,10 +98,11 @@ def run_on(name: str, speech_48k: np.ndarray, reference: Annotation, folder: Pat
     """Write ``speech_48k`` as a mono DX stem, diarize it in a fresh process and print the scores."""
     inputs = folder / name / "in"
     inputs.mkdir(parents=True)
-    sf.write(inputs / "DX.wav", speech_48k, 48000, subtype="FLOAT")
+    with WorkWriter(inputs / DX, 1) as writer:  # as separate stores it
+        writer.write(speech_48k[:, None])  # shape: (frames, 1)
     media = MediaInfo(f"{name}.wav", 0, "pcm_f32le", "mono", 1, 48000, len(speech_48k), 48000, 0.0, None, None)
     media.save(inputs / "media.json")
-    diarize(name, inputs / "DX.wav", inputs / "media.json", reference, folder / name / "work")
+    diarize(name, inputs / DX, inputs / "media.json", reference, folder / name / "work")
 
 
 def run_under_background(name: str, speech_48k: np.ndarray, reference: Annotation, index: int, folder: Path) -> None:
@@ -110,9 +112,9 @@ def run_under_background(name: str, speech_48k: np.ndarray, reference: Annotatio
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         # Its own process: the decoded music and effects would count in the stages' peak RSS.
         pool.apply(_write_mix, (folder / f"{name}.npy", index, clip))
-    inputs = {"mix.wav": clip / "mix.wav", "media.json": clip / "media.json"}
+    inputs = {MIX: clip / MIX, "media.json": clip / "media.json"}
     run_stage("dubprep.stages.separate.SeparateStage", {}, inputs, clip / "mix.wav", clip / "separated")
-    diarize(f"{name}+ME", clip / "separated" / "DX.wav", clip / "media.json", reference, clip / "work")
+    diarize(f"{name}+ME", clip / "separated" / DX, clip / "media.json", reference, clip / "work")
 
 
 def _write_mix(speech_path: Path, index: int, folder: Path) -> None:
@@ -123,7 +125,7 @@ def _write_mix(speech_path: Path, index: int, folder: Path) -> None:
 
 def diarize(name: str, dx: Path, media: Path, reference: Annotation, work: Path) -> None:
     """Run the diarize stage on ``dx`` in a fresh process and print its scores."""
-    run = run_stage("dubprep.stages.diarize.DiarizeStage", {}, {"DX.wav": dx, "media.json": media}, dx, work)
+    run = run_stage("dubprep.stages.diarize.DiarizeStage", {}, {DX: dx, "media.json": media}, dx, work)
     programme_s = sf.info(str(dx)).duration
     print(f"{name:15s} {score(reference, work, programme_s, run.wall_s, run.cpu_s)}  "
           f"peak RSS {run.peak_rss_mib:.0f} MiB", flush=True)

@@ -10,10 +10,7 @@ Each programme is a .mov with a 160x90 mpeg4 picture and one 5.1 stream of
 loop, so it drifts against the speech) on L/R and quieter on Ls/Rs,
 effects on L/R and Ls/Rs, and the music and effects under 120 Hz on LFE.
 Programmes are made once into .cache/scale/ and reused; output folders are
-deleted after each run unless --keep. Outputs take about 0.61 GiB per
-programme minute (the float32 mix and four stems, the 6-channel 24-bit
-deliverables, one per speaker found: two here): the 120-minute run needs about 73 GB
-free besides the programmes' 10 GB, and a programme whose run the disk cannot
+deleted after each run unless --keep. A programme whose run the disk cannot
 hold (judged from the previous, shorter one) is refused before it starts.
 
 The pipeline runs as four `dubprep run --from S --until S` processes, one
@@ -27,8 +24,14 @@ each process's figures are that stage's. Per stage it prints:
   - peak RSS: the largest single process of the tree (the kernel's high-water
     mark from wait4, which covers dubprep and the ffmpeg it waited for), and
     the whole tree's RSS summed (psutil, sampled every 0.1 s: may miss a
-    spike shorter than that, but counts dubprep and ffmpeg alive together).
-Then it compares the longest programme with the shortest: RTF and peak RSS
+    spike shorter than that, but counts dubprep and ffmpeg alive together);
+  - MiB/min: what the stage left in the output folder, per programme minute;
+  - load: the machine's 1-minute load average when the stage ended (the
+    machine may be shared: speed figures are only clean at a load under
+    its core count).
+Then the disk: GiB per programme minute of the whole output folder, of the
+deliverables alone (what is left after --clean-work), of one mono speaker
+stem, and each projected to a 2-hour film. Then it compares the longest programme with the shortest: RTF and peak RSS
 should grow by at most 20 % (nothing grows with length) and stay under 4 GB.
 """
 
@@ -49,7 +52,7 @@ from pathlib import Path
 import psutil
 
 from dubprep.engine import LOG_NAME
-from dubprep.stage import stage_names
+from dubprep.stage import stages
 from dubprep.tools import find_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -77,6 +80,8 @@ class StageRun:
     cpu_s: float
     largest_rss_bytes: int
     tree_rss_bytes: int
+    written_bytes: int  # what the stage added to the output folder
+    load_1min: float
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -122,6 +127,7 @@ def run_stage(stage: str, media: Path, output: Path) -> StageRun:
     """``dubprep run --from stage --until stage`` in its own process, measured."""
     command = [str(DUBPREP), "run", "--quiet", "--input", str(media), "--output", str(output),
                "--from", stage, "--until", stage]
+    before_bytes = folder_bytes(output) if output.is_dir() else 0
     with tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -144,6 +150,8 @@ def run_stage(stage: str, media: Path, output: Path) -> StageRun:
         cpu_s=usage.ru_utime + usage.ru_stime,
         largest_rss_bytes=usage.ru_maxrss * 1024,  # KiB on Linux
         tree_rss_bytes=sampler.peak_bytes,
+        written_bytes=folder_bytes(output) - before_bytes,
+        load_1min=os.getloadavg()[0],
     )
 
 
@@ -185,15 +193,32 @@ def folder_bytes(folder: Path) -> int:
 
 def report_runs(runs: list[StageRun], programme_s: float) -> None:
     print(f"    {'stage':<9} {'stage s':>8} {'RTF':>7} {'process s':>9} {'cores used':>10} "
-          f"{'peak RSS largest MiB':>21} {'peak RSS tree MiB':>18}")
+          f"{'peak RSS largest MiB':>21} {'peak RSS tree MiB':>18} {'MiB/min':>8} {'load':>5}")
     for run in runs:
         print(f"    {run.stage:<9} {run.stage_s:8.1f} {run.stage_s / programme_s:7.3f} {run.process_s:9.1f} "
               f"{run.cpu_s / run.process_s:10.2f} {run.largest_rss_bytes / 2**20:21.0f} "
-              f"{run.tree_rss_bytes / 2**20:18.0f}")
+              f"{run.tree_rss_bytes / 2**20:18.0f} {run.written_bytes / 2**20 / (programme_s / 60):8.1f} "
+              f"{run.load_1min:5.1f}")
     stage_s = sum(run.stage_s for run in runs)
     process_s = sum(run.process_s for run in runs)
     print(f"    {'total':<9} {stage_s:8.1f} {stage_s / programme_s:7.3f} {process_s:9.1f} "
           f"{sum(run.cpu_s for run in runs) / process_s:10.2f}")
+
+
+def report_disk(output: Path, minutes: float) -> None:
+    """GiB per programme minute: everything, the deliverables alone, a mono speaker stem; and for a 2-hour film."""
+    deliverables = output / "deliverables"
+    speakers = sorted(deliverables.glob("*_DX-SPK*.wav"))
+    sizes = {
+        "whole output folder (resume kept)": folder_bytes(output),
+        "deliverables only (after --clean-work)": folder_bytes(deliverables),
+        "work folder": folder_bytes(output / "work"),
+        "one mono speaker stem": speakers[0].stat().st_size if speakers else 0,
+    }
+    print(f"    disk ({len(speakers)} speakers):  GiB per programme minute   projected for 120 min (GiB)")
+    for label, size in sizes.items():
+        per_minute = size / 2**30 / minutes
+        print(f"      {label:<40} {per_minute:8.4f}   {per_minute * 120:8.2f}")
 
 
 def compare(short: tuple[float, list[StageRun]], long: tuple[float, list[StageRun]]) -> None:
@@ -237,8 +262,10 @@ def main() -> None:
         shutil.rmtree(output, ignore_errors=True)
         # 10 % over what the last, shorter programme's outputs took per second.
         check_space(output, int(output_bytes_per_s * minutes * 60 * 1.1))
-        runs = [run_stage(stage, media, output) for stage in stage_names()]
+        # The default project's stages: an optional one (transcribe) runs only when a project asks for it.
+        runs = [run_stage(stage.name, media, output) for stage in stages() if not stage.optional]
         report_runs(runs, minutes * 60)
+        report_disk(output, minutes)
         output_bytes_per_s = folder_bytes(output) / (minutes * 60)
         print(f"    outputs: {output_bytes_per_s * minutes * 60 / 2**30:.2f} GiB in {output}")
         if not args.keep:

@@ -35,6 +35,7 @@ import yaml
 
 from common import StageRun, run_stage
 from dubprep.stages.separate import SeparateStage
+from dubprep.stems import DX, MIX, MX, WorkStems
 from sepdata import CLIP_S, PACKAGES, SR, find_sources, make_clip, unpacked_root, write_clip
 
 STEMS = ("dialogue", "music", "effects", "M&E")
@@ -98,11 +99,11 @@ def build(clips: int, seed: int, tmp: Path) -> list[str]:
 
 def separate(folder: Path, params: dict) -> tuple[dict[str, np.ndarray], StageRun]:
     """Run the separate stage on the clip in ``folder``; return its stems (frames, channels) and costs."""
-    inputs = {"mix.wav": folder / "mix.wav", "media.json": folder / "media.json"}
+    inputs = {MIX: folder / MIX, "media.json": folder / "media.json"}
     stage = "dubprep.stages.separate.SeparateStage"
     run = run_stage(stage, params, inputs, folder / "mix.wav", folder / "work")
-    stems = {name: _read(folder / "work" / f"{name}.wav") for name in ("DX", "ME", "MX", "FX")}
-    return stems, run
+    work = WorkStems.of({**inputs, DX: folder / "work" / DX, MX: folder / "work" / MX})
+    return work.read_all(("DX", "ME", "MX", "FX")), run
 
 
 def _read(path: Path) -> np.ndarray:

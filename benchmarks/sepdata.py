@@ -25,6 +25,7 @@ import pyloudnorm
 import soundfile as sf
 
 from dubprep.media import MediaInfo
+from dubprep.stems import MIX, WorkWriter
 from dubprep.tools import find_tool
 
 SR = 48_000
@@ -207,10 +208,12 @@ def _over_background(speech: np.ndarray, sources: Sources, clip_index: int, rng:
 
 
 def write_clip(clip: Clip, folder: Path) -> None:
-    """The clip's mix, stems and media.json as float32 WAVs in ``folder``."""
+    """The clip's mix, stems and media.json as float32 WAVs in ``folder``, and the mix as extract stores it."""
     folder.mkdir()
     for name in ("mix", "speech", "music", "effects"):
         sf.write(str(folder / f"{name}.wav"), getattr(clip, name), SR, subtype="FLOAT")
+    with WorkWriter(folder / MIX, clip.mix.shape[1]) as writer:  # the separate stage's input
+        writer.write(clip.mix)
     MediaInfo(
         source=str(folder / "mix.wav"), audio_stream=0, codec="pcm_f32le", layout="stereo", channels=2,
         sample_rate=SR, frames=len(clip.mix), source_sample_rate=SR, start_offset_s=0.0,

@@ -88,6 +88,11 @@ def open_writer(
     return writer
 
 
+def open_flac_writer(path: Path, channels: int, sample_rate: int = SAMPLE_RATE) -> sf.SoundFile:
+    """Open ``path`` for writing 24-bit FLAC in blocks (the work files: see :mod:`dubprep.stems`)."""
+    return _Writer(str(path), mode="w", samplerate=sample_rate, channels=channels, subtype="PCM_24", format="FLAC")
+
+
 class _Writer(sf.SoundFile):
     """A SoundFile whose failed writes raise OSError, as Python's own files do.
 

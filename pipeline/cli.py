@@ -63,7 +63,8 @@ def cli() -> None:
 @_stage_options
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on the terminal.")
 @click.option("--device", help="Torch device for the models: auto, cpu, cuda or cuda:N (overrides the project's).")
-def run(project, input_path, output, from_stage, until_stage, force, quiet, device) -> int:
+@click.option("--clean-work", is_flag=True, help="Remove OUT/work after a delivery whose QC passed (a rerun rebuilds it).")
+def run(project, input_path, output, from_stage, until_stage, force, quiet, device, clean_work) -> int:
     """Run the pipeline (the 'default' preset when no PROJECT is given)."""
     from dubprep.console import RichProgress, configure_logging
     from dubprep.engine import Engine
@@ -71,7 +72,7 @@ def run(project, input_path, output, from_stage, until_stage, force, quiet, devi
 
     configure_logging(quiet)
     loaded = _load(project, input_path, output, device)
-    options = _options(from_stage, until_stage, force)
+    options = _options(from_stage, until_stage, force, clean_work)
     engine = Engine(loaded, progress=NullProgress if quiet else RichProgress)
     report = engine.run(options)
     for result in report.results:
@@ -199,14 +200,14 @@ def _load(project, input_path, output, device=None):
     return load_project(project, input_path, output, device)
 
 
-def _options(from_stage, until_stage, force):
+def _options(from_stage, until_stage, force, clean_work=False):
     from dubprep.engine import RunOptions
     from dubprep.stage import stage_names
 
     names = stage_names()
     if from_stage and until_stage and names.index(from_stage) > names.index(until_stage):
         raise click.UsageError(f"--from {from_stage} comes after --until {until_stage}")
-    return RunOptions(from_stage=from_stage, until_stage=until_stage, force=frozenset(force))
+    return RunOptions(from_stage=from_stage, until_stage=until_stage, force=frozenset(force), clean_work=clean_work)
 
 
 def main(argv: list[str] | None = None) -> int:

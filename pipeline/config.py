@@ -51,6 +51,7 @@ class Project(BaseModel):
     output: Path
     device: str = "auto"
     models: ModelsParams = ModelsParams()
+    clean_work: bool = False  # drop OUT/work after a delivery whose QC passed (as --clean-work)
 
     @field_validator("device")
     @classmethod

@@ -2,12 +2,18 @@
 
 Layout of an output folder::
 
-    OUT/work/extract/      mix.wav, media.json, manifest.json
-    OUT/work/separate/     DX.wav, ME.wav, MX.wav, FX.wav, manifest.json
+    OUT/work/extract/      mix.flac, media.json, manifest.json
+    OUT/work/separate/     DX.flac, MX.flac, manifest.json (ME and FX are computed: dubprep.stems)
     OUT/work/diarize/      turns.rttm, turns.json, ..., manifest.json
     OUT/deliverables/      what the studio receives, manifest.json
     OUT/dubprep.log        every run's log, appended
     OUT/.dubprep/          lock, hash cache, temporary folders
+
+With ``clean_work`` (``--clean-work`` or the project's key) ``OUT/work`` is
+removed after a run that delivered and whose QC passed, and
+``.dubprep/work-cleaned.json`` says when, so a later run says why it
+rebuilds the work stages (they rerun; unchanged outputs keep the delivery
+cached).
 
 A stage writes into ``.dubprep/tmp/<stage>-<pid>``; the engine fsyncs its
 files, writes the manifest last and renames the folder into place, so a
@@ -18,6 +24,7 @@ stage it was in.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -42,16 +49,18 @@ from dubprep.progress import NullProgress, ProgressHook
 from dubprep.stage import Stage, StageContext, stages
 
 LOG_NAME = "dubprep.log"
+CLEANED_MARK = "work-cleaned.json"
 _runs = itertools.count(1)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Which stages to consider: ``from_stage``..``until_stage``, some forced."""
+    """Which stages to consider: ``from_stage``..``until_stage``, some forced; ``clean_work``: see the module."""
 
     from_stage: str | None = None
     until_stage: str | None = None
     force: frozenset[str] = frozenset()
+    clean_work: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,16 @@ class Engine:
         if stage.name in forced:
             return "forced"
         if read_manifest(stage_folder(self.project.output, stage)) is None:
-            return "no previous result"
+            return self._no_result(stage)
         return f"if {upstream}'s outputs change"
+
+    def _no_result(self, stage: Stage) -> str:
+        """Why a stage without a result runs: saying so when --clean-work removed it."""
+        mark = self.state_dir / CLEANED_MARK
+        if stage.folder is None and mark.is_file():
+            cleaned = json.loads(mark.read_text())["cleaned"]
+            return f"no previous result: the work folder was removed by --clean-work at {cleaned}; rebuilding it"
+        return "no previous result"
 
     def run(self, options: RunOptions) -> RunReport:
         """Run the selected stages under the output lock.
@@ -164,6 +181,8 @@ class Engine:
                     report.results.append(result)
                     if result.status == "failed":
                         break
+                if options.clean_work or self.project.clean_work:
+                    self._clean_work(report)
         except DubprepError as exc:  # before any stage ran: the lock is held elsewhere, or a check failed
             self.log.error("%s", exc, extra=FILE_ONLY)
             report.results.append(StageResult("run", "failed", 0.0, str(exc)))
@@ -206,7 +225,7 @@ class Engine:
         if stage.name in forced:
             return "run", "forced"
         if manifest is None:
-            return "run", "no previous result"
+            return "run", self._no_result(stage)
         if manifest["key"] != parts.key:
             return "run", "; ".join(parts.differences(manifest))
         damaged = damaged_outputs(stage_folder(self.project.output, stage), manifest["outputs"])
@@ -305,6 +324,27 @@ class Engine:
         _fsync_dir(final.parent)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def _clean_work(self, report: RunReport) -> None:
+        """Remove OUT/work when this run delivered and QC passed; otherwise say why it stays."""
+        last = self.stages[-1].name
+        if not report.ok:
+            flagged = any(r.status == "qc_failed" for r in report.results)
+            why = "QC flagged the delivery" if flagged else "a stage failed"
+            self.log.info("work folder kept (--clean-work): %s", why)
+            return
+        if not report.results or report.results[-1].name != last:
+            self.log.info("work folder kept (--clean-work): the run did not reach %s", last)
+            return
+        work = self.project.output / "work"
+        if not work.is_dir():
+            return
+        # Marked first: a run killed while removing still tells the next run why the work is gone.
+        write_json_atomic(self.state_dir / CLEANED_MARK, {"cleaned": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        freed_bytes = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
+        shutil.rmtree(work)
+        self.log.info("work folder removed (--clean-work): %s, %.2f GiB freed; a rerun rebuilds it", work,
+                      freed_bytes / 2**30)
+
     def _clean_state(self) -> None:
         """Remove what killed runs left: their temporary folders were never complete."""
         for leftover in ("tmp", "trash"):
@@ -319,7 +359,7 @@ class Engine:
         folder = stage_folder(self.project.output, stage)
         files = len([p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST])
         wavs = [path for path in [*self._input_paths(stage).values(), *(folder / name for name in stage.outputs)]
-                if path.suffix == ".wav"]
+                if path.suffix in (".wav", ".flac")]
         if not wavs:
             return f"{seconds:.1f} s, {files} files"
         programme_s = audio_info(wavs[0]).duration_s

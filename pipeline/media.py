@@ -1,6 +1,6 @@
 """What the extract stage learns about the programme, shared by later stages.
 
-Written by ``extract`` as ``media.json`` beside ``mix.wav``; every later
+Written by ``extract`` as ``media.json`` beside ``mix.flac``; every later
 stage reads it to know the channel layout, the programme length and the
 picture's start timecode and frame rate.
 """
@@ -11,8 +11,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# The separate stage's stems, each a WAV in the programme's layout: dialogue,
-# music and effects (M&E), music, effects. DX + ME and DX + MX + FX re-sum to the mix.
+# The separated stems, each in the programme's layout: dialogue, music and
+# effects (M&E), music, effects. DX + ME and DX + MX + FX re-sum to the mix.
+# separate stores DX and MX; ME and FX are computed from them (dubprep.stems).
 STEMS = ("DX", "ME", "MX", "FX")
 
 # Channel names in the order ffmpeg decodes them, which is also the

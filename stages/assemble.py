@@ -8,7 +8,10 @@ Tools:
   (effects) in the source layout: DX + ME and DX + MX + FX each re-sum to
   the mix;
 - one ``DX-<speaker>`` per speaker: the dialogue stem gated to that
-  speaker's turns, full programme length, silence elsewhere. Dialogue
+  speaker's turns, full programme length, silence elsewhere; one mono
+  channel folded as ``DX-GUIDE`` folds it (``speaker_layout: mono``, the
+  default: its size does not grow with the source's channels), or the
+  source layout (``speaker_layout: source``). Dialogue
   spoken over another speaker goes to both speakers' stems
   (``overlap: both``) or to one of them (``exclusive``, diarize's exclusive
   turns: the speaker stems then sum to DX wherever someone speaks);
@@ -30,7 +33,7 @@ import json
 import re
 import shutil
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,15 +42,16 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono, iter_blocks
+from dubprep.audio_io import SAMPLE_RATE, audio_info, fold_to_mono
 from dubprep.bwf import BextMetadata, BwfWriter, open_bwf
 from dubprep.cue_layout import CueLayout
 from dubprep.cuelist import write_cue_lists
 from dubprep.errors import StageError
-from dubprep.media import LAYOUT_CHANNELS, STEMS, MediaInfo
+from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.otio_timeline import StemTrack, write_timeline
 from dubprep.qc.result import QcInputs, QcLimits
 from dubprep.stage import Stage, StageContext, register
+from dubprep.stems import DX, MIX, MX, WorkStems
 from dubprep.timecode import FrameRate, timecode_to_samples
 
 _FORMATS = {16: ("PCM_16", "16b"), 24: ("PCM_24", "24b"), 32: ("FLOAT", "32f")}
@@ -55,6 +59,8 @@ _TEMPLATE_FIELDS = {"title", "asset", "channels", "format"}
 _AUDIO_ONLY_RATE = "25"
 GUIDE = "DX-GUIDE"
 _TURN_LISTS = {"both": "turns", "exclusive": "exclusive_turns"}  # turns.json list that gates the speaker stems
+_BYTES_PER_SAMPLE = {16: 2, 24: 3, 32: 4}
+_LISTS_MARGIN_BYTES = 64 * 2**20  # cue lists, timeline, QC report, file headers
 
 
 class AssembleParams(BaseModel):
@@ -70,7 +76,9 @@ class AssembleParams(BaseModel):
     speaker talks goes; ``both`` keeps it in each speaker's stem,
     ``exclusive`` gives each moment to one speaker (diarize's exclusive
     turns), so the speaker stems sum to DX during speech. ``dialogue_guide``
-    adds ``DX-GUIDE``, DX folded down to mono. ``cues``: how long a cue of a
+    adds ``DX-GUIDE``, DX folded down to mono. ``speaker_layout``: each
+    DX-<speaker> stem as one mono channel folded like the guide (``mono``)
+    or in the source layout (``source``). ``cues``: how long a cue of a
     transcribed programme may be (lines, characters per line, seconds);
     without a transcript each turn is one cue. ``qc`` holds the limits the
     delivery is checked against (16-bit stems re-sum to the mix only about
@@ -88,6 +96,7 @@ class AssembleParams(BaseModel):
     start_timecode: str | None = None
     overlap: Literal["both", "exclusive"] = "both"
     dialogue_guide: bool = False
+    speaker_layout: Literal["mono", "source"] = "mono"
     cues: CueLayout = CueLayout()
     qc: QcLimits = QcLimits()
 
@@ -128,22 +137,22 @@ class AssembleStage(Stage):
     name = "assemble"
     position = 90
     folder = "deliverables"
-    inputs = ("mix.wav", "media.json", "DX.wav", "ME.wav", "MX.wav", "FX.wav", "turns.json", "turns.rttm")
+    inputs = (MIX, "media.json", DX, MX, "turns.json", "turns.rttm")  # ME and FX: computed (dubprep.stems)
     optional_inputs = ("transcript.json", "words_in_me.json")
     outputs = ("turns.rttm", "turns.json", "cues.csv", "cues.srt", "timeline.otio", "qc.json", "report.html")
     Params = AssembleParams
 
     def run(self, ctx: StageContext) -> None:
         programme = _programme(MediaInfo.load(ctx.inputs["media.json"]), ctx)
-        for asset in STEMS:
-            stem = ctx.inputs[f"{asset}.wav"]
-            if audio_info(stem).frames != programme.media.frames:
-                raise StageError(f"{stem}: length differs from the mix; rerun with --force separate")
+        work = WorkStems.of(ctx.inputs)
+        for name in (DX, MX):
+            if audio_info(ctx.inputs[name]).frames != programme.media.frames:
+                raise StageError(f"{ctx.inputs[name]}: length differs from the mix; rerun with --force separate")
         turns = json.loads(ctx.inputs["turns.json"].read_text())
         names = speaker_names(turns["speakers"])
         gated = policy_turns(turns, ctx.params.overlap, ctx.inputs["turns.json"])
         speakers = {names[label]: turns_of(gated, label) for label in turns["speakers"]}
-        writer = write_stems(ctx, programme, speakers)
+        writer = write_stems(ctx, programme, work, speakers)
         write_timeline(
             ctx.output("timeline.otio"), ctx.params.title, timeline_tracks(writer.assets, programme.media, speakers),
             programme.start_timecode, programme.rate, programme.media.frames,
@@ -158,32 +167,54 @@ class AssembleStage(Stage):
         from dubprep.qc.run import run_qc  # here, not above: QC loads torch and matplotlib, the parameters must not
 
         qc = QcInputs(
-            work_dir=ctx.work_dir, stems=writer.assets, mix=ctx.inputs["mix.wav"],
-            separated={asset: ctx.inputs[f"{asset}.wav"] for asset in STEMS}, media=programme.media,
+            work_dir=ctx.work_dir, stems=writer.assets, work=work, media=programme.media,
             turns=ctx.inputs["turns.json"], start_timecode=programme.start_timecode, rate=programme.rate,
             source=ctx.media, layouts=writer.layouts, me_words=ctx.inputs.get("words_in_me.json"),
+            speakers=tuple(f"DX-{name}" for name in speakers),
         )
         ctx.failed_checks.extend(run_qc(qc, ctx.params.qc, ctx.log, ctx.progress))
 
 
-def write_stems(ctx: StageContext, programme: Programme, speakers: dict[str, list[Turn]]) -> StemFiles:
-    """Every stem, one pass per separated stem: ME, MX and FX as they are, then DX and what is made of it."""
+def write_stems(
+    ctx: StageContext, programme: Programme, work: WorkStems, speakers: dict[str, list[Turn]]
+) -> StemFiles:
+    """Every stem in one pass over the work files: ME, MX and FX as they are, then DX and what is made of it."""
     layout = programme.media.layout
     writer = StemFiles(ctx, programme)
-    ctx.progress.start("assemble", programme.media.frames * len(STEMS))
-    for asset in ("ME", "MX", "FX"):
-        writer.render(ctx.inputs[f"{asset}.wav"], [Copy(asset, layout)])
+    ctx.progress.start("assemble", programme.media.frames)
+    renders: dict[str, list[StemRender]] = {asset: [Copy(asset, layout)] for asset in ("ME", "MX", "FX")}
     dialogue: list[StemRender] = [Copy("DX", layout)]
     if ctx.params.dialogue_guide:
         dialogue.append(MonoGuide(programme.media.channel_names))
     if speakers:
         fade_frames = round(ctx.params.crossfade_ms * SAMPLE_RATE / 1000)
-        dialogue.append(SpeakerGate(speakers, layout, _GAINS[ctx.params.overlap], fade_frames))
+        mono = ctx.params.speaker_layout == "mono"
+        dialogue.append(SpeakerGate(speakers, mono, programme.media, _GAINS[ctx.params.overlap], fade_frames))
     else:
         ctx.log.warning("assemble: no speaker turns; no per-speaker stems written")
-    writer.render(ctx.inputs["DX.wav"], dialogue)
+    renders["DX"] = dialogue
+    check_space(ctx, programme, [layout for rs in renders.values() for r in rs for layout in r.layouts.values()])
+    writer.render(work.blocks(tuple(renders)), renders)
     ctx.progress.finish()
     return writer
+
+
+def check_space(ctx: StageContext, programme: Programme, layouts: list[str]) -> None:
+    """StageError, before any stem is written, when the disk cannot hold the stems in ``layouts``.
+
+    A disk that fills halfway through a 2-hour delivery would cost the
+    hour already written; the engine keeps nothing of a failed stage, so
+    the rerun after space is freed starts assembly again.
+    """
+    channels = sum(len(LAYOUT_CHANNELS[layout]) for layout in layouts)
+    needed_bytes = programme.media.frames * channels * _BYTES_PER_SAMPLE[ctx.params.bit_depth] + _LISTS_MARGIN_BYTES
+    free_bytes = shutil.disk_usage(ctx.work_dir).free
+    if free_bytes < needed_bytes:
+        raise StageError(
+            f"{ctx.work_dir}: the delivery needs {needed_bytes / 2**30:.2f} GiB ({len(layouts)} stems) "
+            f"but the disk has {free_bytes / 2**30:.2f} GiB free; free disk space and rerun (assembly starts "
+            f"again, the earlier stages stay done) or choose another --output"
+        )
 
 
 def timeline_tracks(
@@ -347,19 +378,23 @@ class MonoGuide:
 
 @dataclass(frozen=True)
 class SpeakerGate:
-    """One DX-<speaker> stem per speaker: the dialogue times that speaker's gain under ``gains``."""
+    """One DX-<speaker> stem per speaker: the dialogue (folded as DX-GUIDE when ``mono``) times the speaker's gain."""
 
     speakers: dict[str, list[Turn]]
-    layout: str
+    mono: bool
+    media: MediaInfo
     gains: GainRule
     fade_frames: int
 
     @property
     def layouts(self) -> dict[str, str]:
-        return {f"DX-{name}": self.layout for name in self.speakers}
+        layout = "mono" if self.mono else self.media.layout
+        return {f"DX-{name}": layout for name in self.speakers}
 
     def __call__(self, block: np.ndarray, position: int) -> dict[str, np.ndarray]:
         gains = self.gains(list(self.speakers.values()), position, len(block), self.fade_frames)
+        if self.mono:
+            block = fold_to_mono(block, self.media.channel_names)  # folded once, then gated per speaker
         return {
             f"DX-{name}": block * gain[:, None]  # shape: (frames, channels)
             for name, gain in zip(self.speakers, gains)
@@ -378,17 +413,22 @@ class StemFiles:
         self.assets: dict[str, tuple[Path, ...]] = {}
         self.layouts: dict[str, str] = {}
 
-    def render(self, source: Path, renders: list[StemRender]) -> None:
-        """Write every stem of ``renders`` from one pass over ``source``, block by block."""
-        files = {asset: self._open(asset, layout) for render in renders for asset, layout in render.layouts.items()}
+    def render(self, blocks: Iterable[dict[str, np.ndarray]], renders: dict[str, list[StemRender]]) -> None:
+        """Write every stem of ``renders`` (by the source stem each is made from) in one pass over ``blocks``."""
+        files = {
+            asset: self._open(asset, layout)
+            for source in renders.values() for render in source for asset, layout in render.layouts.items()
+        }
         try:
             position = 0
-            for block in iter_blocks(source):
-                for render in renders:
-                    for asset, stem in render(block, position).items():
-                        _write(files[asset], stem)
-                position += len(block)
-                self.ctx.progress.advance(len(block))
+            for block in blocks:
+                for source, source_renders in renders.items():
+                    for render in source_renders:
+                        for asset, stem in render(block[source], position).items():
+                            _write(files[asset], stem)
+                frames = len(block["DX"])
+                position += frames
+                self.ctx.progress.advance(frames)
         finally:
             for asset, writers in files.items():
                 self._close(asset, writers)

@@ -21,13 +21,13 @@ import soundfile as sf
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dubprep import vad
-from dubprep.audio_io import MonoReader
 from dubprep.media import MediaInfo
 from dubprep.params import RelativeToProject
 from dubprep.progress import NullProgress
 from dubprep.stage import Stage, StageContext, register
 from dubprep.stages.backends import speaker_names
 from dubprep.stages.backends.diarization import DIARIZERS
+from dubprep.stems import DX, WorkStems
 
 
 def _speaker_name(name: str) -> str:
@@ -107,7 +107,7 @@ class DiarizeParams(BaseModel):
 class DiarizeStage(Stage):
     name = "diarize"
     position = 30
-    inputs = ("DX.wav", "media.json")
+    inputs = (DX, "media.json")
     outputs = ("turns.rttm", "turns.json", "speakers.npz")
     Params = DiarizeParams
     backends = DIARIZERS
@@ -123,12 +123,12 @@ class DiarizeStage(Stage):
     def run(self, ctx: StageContext) -> None:
         params: DiarizeParams = ctx.params
         media = MediaInfo.load(ctx.inputs["media.json"])
-        source = MonoReader.open(ctx.inputs["DX.wav"], media.channel_names)
+        source = WorkStems.of(ctx.inputs).mono("DX", media.channel_names)
         clips = speaker_names.load_clips(params.speakers, params.vad_threshold, ctx.progress)
         diarizer = self.backend(params).open(params, ctx.device, ctx.log, ctx.progress)
         result = diarizer.diarize(source, params.speaker_range)
         if not result.turns:
-            ctx.log.warning("diarize: no speech found in %s; writing no speaker turns", ctx.inputs["DX.wav"])
+            ctx.log.warning("diarize: no speech found in %s; writing no speaker turns", ctx.inputs[DX])
         names = speaker_names.match_names(result.centroids, clips, diarizer.embed, params.reference_similarity, ctx.log)
         labels = speaker_names.speaker_labels(result.turns, names)
         result.write(labels, ctx.output("turns.rttm"), ctx.output("turns.json"), ctx.output("speakers.npz"))

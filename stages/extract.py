@@ -1,6 +1,9 @@
-"""Extract: decode one audio stream of the input media to a 48 kHz float WAV.
+"""Extract: decode one audio stream of the input media to the 48 kHz mix, ``mix.flac``.
 
-The WAV keeps the source's channel layout and order (5.1 stays L R C LFE Ls
+The mix is stored as 24-bit FLAC (:mod:`dubprep.stems`): losslessly for a
+16- or 24-bit integer source at 48 kHz; a float or resampled source is
+rounded to 24 bits and any sample past full scale clipped, and the log
+says so with counts. It keeps the source's channel layout and order (5.1 stays L R C LFE Ls
 Rs) and is sample-exact: it holds round((offset + duration) x 48000) frames,
 where ``offset`` is how much later than the picture the audio stream starts
 (zeros are written for it) and ``duration`` is the stream's own duration.
@@ -18,11 +21,12 @@ import ffmpeg
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE, open_writer
+from dubprep.audio_io import BLOCK_FRAMES, SAMPLE_RATE
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.probe import AudioStream, Probe, probe
 from dubprep.stage import Stage, StageContext, register
+from dubprep.stems import MIX, WorkWriter
 from dubprep.tools import find_tool, version
 
 # ffprobe layout name -> dubprep layout name. Both 5.1 variants decode to
@@ -32,6 +36,9 @@ _UNTAGGED = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 # A decoded stream may fall short of the declared duration by codec priming
 # or the last packet; more than this means the file is cut or corrupt.
 _SHORTFALL_TOLERANCE_S = 0.1
+# The last stretch of the stream decoded before the whole of it: a file cut
+# short (a 3-hour container holding 40 minutes) decodes to nothing there.
+_TAIL_S = 1.0
 
 
 class ExtractParams(BaseModel):
@@ -55,7 +62,7 @@ class ExtractParams(BaseModel):
 class ExtractStage(Stage):
     name = "extract"
     position = 10
-    outputs = ("mix.wav", "media.json")
+    outputs = (MIX, "media.json")
     Params = ExtractParams
 
     def run(self, ctx: StageContext) -> None:
@@ -64,12 +71,13 @@ class ExtractStage(Stage):
         stream = select_stream(info, ctx.params)
         layout = resolve_layout(ctx.media, stream, ctx.log)
         media = _plan(info, stream, layout)
+        check_tail(info, stream)
         ctx.log.info(
             "extract: %s, %s, %d Hz -> %d frames at 48 kHz (%.3f s)%s",
             stream.describe(), layout, stream.sample_rate, media.frames, media.duration_s,
             f", audio starts {media.start_offset_s:+.3f} s from picture" if media.start_offset_s else "",
         )
-        decode(ctx.media, stream, media, ctx.output("mix.wav"), ctx)
+        decode(ctx.media, stream, media, ctx.output(MIX), ctx)
         media.save(ctx.output("media.json"))
 
 
@@ -123,6 +131,32 @@ def _plan(info: Probe, stream: AudioStream, layout: str) -> MediaInfo:
     )
 
 
+def check_tail(info: Probe, stream: AudioStream) -> None:
+    """MediaError, in a fraction of a second, when the stream decodes to nothing in its declared last second.
+
+    ffmpeg seeks there (the container's index, or a byte position) and
+    decodes ``_TAIL_S``: a truncated file is refused before hours of
+    decoding, which would only then find it short. A cut within the last
+    second is left to the full decode's own length check.
+    """
+    duration_s = stream.duration_s if stream.duration_s is not None else info.duration_s
+    tail_start_s = stream.start_s - info.start_s + duration_s - _TAIL_S
+    if tail_start_s <= _TAIL_S:  # a short programme: its full decode is as fast
+        return
+    command = (
+        ffmpeg.input(str(info.path), ss=f"{tail_start_s:.6f}")
+        .output("pipe:", map=f"0:a:{stream.position}", t=_TAIL_S, f="f32le", acodec="pcm_f32le", ar=SAMPLE_RATE)
+        .global_args("-nostdin", "-v", "quiet")
+        .compile(cmd=str(find_tool("ffmpeg")))
+    )
+    tail = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
+    if not tail:
+        raise MediaError(
+            f"{info.path}: audio stream #{stream.position} decodes to nothing in its last {_TAIL_S:g} s but "
+            f"declares {duration_s:.3f} s; the file is truncated or corrupt, re-export it"
+        )
+
+
 def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: StageContext) -> None:
     """Decode ``stream`` through an ffmpeg pipe into ``out``, exactly ``media.frames`` long."""
     command = (
@@ -133,7 +167,7 @@ def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: St
     )
     lead_frames = round(media.start_offset_s * SAMPLE_RATE)
     ctx.progress.start("extract", media.frames)
-    with tempfile.TemporaryFile() as errors, open_writer(out, media.frames, media.channels) as writer:
+    with tempfile.TemporaryFile() as errors, WorkWriter(out, media.channels) as writer:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
         try:
             written = _write_lead(writer, lead_frames, media, ctx)
@@ -143,7 +177,24 @@ def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: St
             process.wait()
         _check_decode(path, process.returncode, errors, decoded, stream, media)
         _write_silence(writer, media.frames - written, media.channels)
+    _log_storage(writer, stream, ctx)
     ctx.progress.finish()
+
+
+def _log_storage(writer: WorkWriter, stream: AudioStream, ctx: StageContext) -> None:
+    """Say whether the 24-bit FLAC mix holds the source exactly, and warn about clipped overs."""
+    if not writer.rounded:
+        ctx.log.info("extract: %s stored losslessly as 24-bit FLAC", writer.path.name)
+        return
+    ctx.log.info(
+        "extract: the %s stream at %d Hz is float or resampled: %d samples rounded to 24 bits (error below "
+        "-144 dBFS) in %s", stream.codec, stream.sample_rate, writer.rounded, writer.path.name,
+    )
+    if writer.clipped:
+        ctx.log.warning(
+            "extract: %s: %d samples beyond full scale clipped at ±1 in %s (the work files are 24-bit); "
+            "re-export the source below full scale if those overs matter", ctx.media, writer.clipped, writer.path.name,
+        )
 
 
 def _write_lead(writer, lead_frames: int, media: MediaInfo, ctx: StageContext) -> int:

@@ -17,7 +17,10 @@ MX is the backend's music where it gives one (silent on the channels not
 searched: there, in film mixes mostly effects and ambience, the whole
 channel is FX), or else the backend's music splitter run on every channel
 of the ME. FX = ME - MX, so DX + MX + FX and DX + ME both re-sum to the mix
-(the null test).
+(the null test). Only DX and MX are stored (24-bit FLAC, ``DX.flac`` and
+``MX.flac``); ME and FX are computed from them and the mix on read
+(:mod:`dubprep.stems`), here as downstream, so every stage sees the same
+ME.
 
 The mix is streamed in blocks; each stream keeps its own model state, and
 memory does not grow with the programme's length.
@@ -25,25 +28,23 @@ memory does not grow with the programme's length.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks, open_writer
+from dubprep.audio_io import SAMPLE_RATE, audio_info, iter_blocks
 from dubprep.errors import StageError
-from dubprep.media import STEMS as STEM_NAMES
 from dubprep.media import MediaInfo
 from dubprep.progress import ProgressHook
 from dubprep.stage import Stage, StageContext, register
 from dubprep.stages.backends.separation import DIALOGUE, MUSIC, SEPARATORS, SeparationBackend
 from dubprep.stages.backends.streaming import FrameQueue, StreamSet
+from dubprep.stems import DX, MIX, MX, WorkWriter
 
-STEMS = tuple(f"{stem}.wav" for stem in STEM_NAMES)
+STORED = (DX, MX)  # ME and FX are computed on read
 
 
 class SeparateParams(BaseModel):
@@ -128,15 +129,15 @@ class Routing:
 
 
 class _StemWriter:
-    """Writes the four stems as the lagging streams catch up with the mix.
+    """Writes DX and MX as the lagging streams catch up with the mix.
 
     Each group's answers wait in queues until every group has answered the
     same frames; mix frames not yet answered wait too (at most a block plus
-    the streams' lag), and so do ME frames the music splitters lag behind.
+    the streams' lag).
     """
 
     def __init__(
-        self, files: dict[str, sf.SoundFile], routing: Routing, stems: tuple[str, ...],
+        self, files: dict[str, WorkWriter], routing: Routing, stems: tuple[str, ...],
         splitters: StreamSet | None, progress: ProgressHook,
     ) -> None:
         self._files = files
@@ -144,7 +145,6 @@ class _StemWriter:
         self._splitters = splitters
         self._progress = progress
         self._mix = FrameQueue(routing.channels)
-        self._me = FrameQueue(routing.channels)
         self._answers = [{stem: FrameQueue(len(group)) for stem in stems} for group in routing.groups]
 
     def write(self, mix_block: np.ndarray, answers: list[dict[str, np.ndarray]]) -> None:
@@ -156,45 +156,27 @@ class _StemWriter:
         ready = min(len(queue) for queues in self._answers for queue in queues.values())
         stems = {stem: self._routing.to_channels([queues[stem].pop(ready) for queues in self._answers])
                  for stem in self._answers[0]}
-        dx = stems[DIALOGUE]
-        # ME = mix - DX in float32, so DX + ME gives back the mix to float rounding.
+        # DX as stored (24-bit), so this ME is the one later stages compute from the files.
+        dx = self._files[DX].write(stems[DIALOGUE])
         me = self._mix.pop(len(dx)) - dx
-        self._files["DX.wav"].write(dx)
-        self._files["ME.wav"].write(me)
         if MUSIC in stems:
-            self._write_music(me, stems[MUSIC])
+            self._write_music(stems[MUSIC])
         else:
-            self._me.push(me)
             self._split_music(self._splitters.process(list(me.T)))
 
     def finish(self) -> None:
-        """Write the music and effects still held by the splitters."""
+        """Write the music still held by the splitters."""
         if self._splitters is not None:
             self._split_music(self._splitters.flush())
 
     def _split_music(self, answers: list[np.ndarray]) -> None:
-        """Write the music the splitters completed, (k,) per channel, and FX for those frames of the ME."""
-        self._write_music(self._me.pop(len(answers[0])), np.stack(answers, axis=1))  # shape: (frames, channels)
+        """Write the music the splitters completed, (k,) per channel."""
+        self._write_music(np.stack(answers, axis=1))  # shape: (frames, channels)
 
-    def _write_music(self, me: np.ndarray, mx: np.ndarray) -> None:
-        # FX = ME - MX in float32, so DX + MX + FX gives back the mix to float rounding.
-        self._files["MX.wav"].write(mx)
-        self._files["FX.wav"].write(me - mx)
+    def _write_music(self, mx: np.ndarray) -> None:
+        """MX (FX = ME - MX is computed on read)."""
+        self._files[MX].write(mx)
         self._progress.advance(len(mx))
-
-
-def _check_finite(block: np.ndarray, start_frame: int, mix: Path, names: tuple[str, ...]) -> None:
-    """StageError naming the second and channel of the first NaN/Inf in ``block`` (frames, channels)."""
-    bad = ~np.isfinite(block)
-    if not bad.any():
-        return
-    frame, channel = np.argwhere(bad)[0]
-    at_s = (start_frame + int(frame)) / SAMPLE_RATE
-    raise StageError(
-        f"{mix}: channel {names[channel]} has a NaN or infinite sample at {at_s:.3f} s "
-        f"(second {int(at_s)}); the extracted mix is corrupt there: check the source around "
-        f"that time and re-run the extract stage"
-    )
 
 
 def _check_mix(mix: Path, media: MediaInfo) -> int:
@@ -208,28 +190,19 @@ def _check_mix(mix: Path, media: MediaInfo) -> int:
     return info.frames
 
 
-def _checked_blocks(mix: Path, names: tuple[str, ...]) -> Iterator[np.ndarray]:
-    """The mix in blocks (frames, channels), each checked for NaN/Inf before it is used."""
-    start_frame = 0
-    for block in iter_blocks(mix):
-        _check_finite(block, start_frame, mix, names)
-        start_frame += len(block)
-        yield block
-
-
 @register
 class SeparateStage(Stage):
-    """mix.wav -> DX, ME (= mix - DX), MX and FX (= ME - MX): float32, same frames and channels."""
+    """mix.flac -> DX.flac and MX.flac (ME = mix - DX and FX = ME - MX on read): same frames and channels."""
 
     name = "separate"
     position = 20
-    inputs = ("mix.wav", "media.json")
-    outputs = STEMS
+    inputs = (MIX, "media.json")
+    outputs = STORED
     Params = SeparateParams
     backends = SEPARATORS
 
     def run(self, ctx: StageContext) -> None:
-        mix = ctx.inputs["mix.wav"]
+        mix = ctx.inputs[MIX]
         media = MediaInfo.load(ctx.inputs["media.json"])
         frames = _check_mix(mix, media)
         backend: SeparationBackend = self.backend(ctx.params)
@@ -239,7 +212,7 @@ class SeparateStage(Stage):
         )
         ctx.progress.start("separate: dialogue, music, effects", frames)
         with ExitStack() as stack:
-            files = {name: stack.enter_context(open_writer(ctx.output(name), frames, media.channels)) for name in STEMS}
+            files = {name: stack.enter_context(WorkWriter(ctx.output(name), media.channels)) for name in STORED}
             streams = backend.open(ctx.params, [len(group) for group in routing.groups], ctx.device)
             dialogue = stack.enter_context(StreamSet(streams, backend.parallel))
             splitters = None
@@ -247,7 +220,8 @@ class SeparateStage(Stage):
                 splitters = StreamSet([backend.music_splitter() for _ in range(media.channels)], parallel=True)
                 stack.enter_context(splitters)
             writer = _StemWriter(files, routing, backend.stems, splitters, ctx.progress)
-            for block in _checked_blocks(mix, media.channel_names):
+            # No NaN/inf check here: extract refused them, and a 24-bit FLAC mix cannot hold them.
+            for block in iter_blocks(mix):
                 writer.write(block, dialogue.process(routing.group_blocks(block)))
             writer.write(np.zeros((0, media.channels), dtype=np.float32), dialogue.flush())
             writer.finish()

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dubprep import models, transcript
-from dubprep.audio_io import SPEECH_RATE, MonoReader
+from dubprep.audio_io import SPEECH_RATE
 from dubprep.errors import StageError
 from dubprep.media import MediaInfo
 from dubprep.params import RelativeToProject
@@ -38,6 +38,7 @@ from dubprep.qc.result import SpeechSpan
 from dubprep.qc.speech import SPEECH_DETECTOR, detect_speech
 from dubprep.stage import Stage, StageContext, register
 from dubprep.stages.backends import fasterwhisper
+from dubprep.stems import DX, MIX, MonoSource, WorkStems
 from dubprep.transcript import Span, Word, assign_words, transcribed_turn, write_transcript
 
 DETECTION_WINDOWS = 3  # 30-s windows of speech heard to detect the programme's language
@@ -110,8 +111,8 @@ class TranscribeParams(BaseModel):
 class Programme:
     """What the stage reads: the dialogue and M&E stems as mono 16 kHz, where QC looks for speech, the turns."""
 
-    dialogue: MonoReader
-    me_stem: MonoReader
+    dialogue: MonoSource
+    me_stem: MonoSource
     media: MediaInfo
     turns: list[Span]
 
@@ -121,7 +122,7 @@ class TranscribeStage(Stage):
     name = "transcribe"
     position = 40
     optional = True
-    inputs = ("DX.wav", "ME.wav", "media.json", "turns.json")
+    inputs = (DX, MIX, "media.json", "turns.json")  # the M&E is mix - DX
     outputs = ("transcript.json", "words_in_me.json")
     Params = TranscribeParams
 
@@ -131,7 +132,8 @@ class TranscribeStage(Stage):
     def run(self, ctx: StageContext) -> None:
         params: TranscribeParams = ctx.params
         programme = _programme(ctx)
-        me_spans = detect_speech((ctx.inputs["ME.wav"],), programme.media.layout, ctx.progress)
+        me_blocks = (stems["ME"] for stems in WorkStems.of(ctx.inputs).blocks(("ME",)))
+        me_spans = detect_speech(me_blocks, programme.media.layout, ctx.progress)
         if not programme.turns:
             ctx.log.warning("transcribe: no speaker turns in %s; the transcript is empty", ctx.inputs["turns.json"])
         if not programme.turns and not me_spans:
@@ -158,14 +160,14 @@ def _programme(ctx: StageContext) -> Programme:
                          "rerun with --force diarize")
     turns = [Span(t["speaker"], t["start_s"], t["end_s"], bool(t.get("overlap"))) for t in document[_TURN_LIST]]
     return Programme(
-        dialogue=MonoReader.open(ctx.inputs["DX.wav"], media.channel_names),
-        me_stem=MonoReader.open(ctx.inputs["ME.wav"], media.channel_names),
+        dialogue=WorkStems.of(ctx.inputs).mono("DX", media.channel_names),
+        me_stem=WorkStems.of(ctx.inputs).mono("ME", media.channel_names),
         media=media,
         turns=sorted(turns, key=lambda t: t.start_s),
     )
 
 
-def _read(source: MonoReader, start_s: float, end_s: float) -> np.ndarray:
+def _read(source: MonoSource, start_s: float, end_s: float) -> np.ndarray:
     """``source`` from ``start_s`` to ``end_s`` (clipped to the programme), mono 16 kHz; shape: (samples,)."""
     first = min(max(0, round(start_s * SPEECH_RATE)), source.samples)
     last = min(max(first, round(end_s * SPEECH_RATE)), source.samples)
@@ -173,7 +175,7 @@ def _read(source: MonoReader, start_s: float, end_s: float) -> np.ndarray:
 
 
 def _hear(
-    model: fasterwhisper.FasterWhisper, source: MonoReader, start_s: float, end_s: float, margin_s: float,
+    model: fasterwhisper.FasterWhisper, source: MonoSource, start_s: float, end_s: float, margin_s: float,
     language: str | None, ctx: StageContext,
 ) -> list[Word]:
     """The words in ``source`` between ``start_s`` and ``end_s`` and ``margin_s`` either side, in programme time."""

@@ -24,7 +24,8 @@ from dubprep.media import LAYOUT_CHANNELS, MediaInfo
 from dubprep.progress import NullProgress, ProgressHook
 from dubprep.stage import Stage, StageContext
 from dubprep.stages.diarize import DiarizeStage
-from dubprep.stages.separate import STEMS, SeparateStage
+from dubprep.stages.separate import SeparateStage
+from dubprep.stems import MIX, WorkStems, WorkWriter
 from speech import speech_with_background
 
 SR = 48_000
@@ -67,19 +68,20 @@ def run_stage() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def separate(media_json, run_stage) -> Callable[..., dict[str, np.ndarray]]:
-    """``run(folder, mix, layout, progress=None, **params)``: the separate stage on ``mix`` (frames, channels);
-    its DX, ME, MX and FX read back, each (frames, channels) float32."""
+    """``run(folder, mix, layout, progress=None, **params)``: the separate stage on ``mix`` (frames, channels),
+    stored first as extract stores it (24-bit FLAC); that mix and the DX, ME, MX and FX read back from the
+    work files, each (frames, channels) float32."""
 
     def run(folder: Path, mix: np.ndarray, layout: str, progress: ProgressHook | None = None, **params) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
-        sf.write(str(folder / "mix.wav"), mix, SR, subtype="FLOAT")
-        inputs = {"mix.wav": folder / "mix.wav", "media.json": media_json(folder / "media.json", layout, len(mix))}
+        with WorkWriter(folder / MIX, mix.shape[1]) as writer:
+            writer.write(mix)
+        inputs = {MIX: folder / MIX, "media.json": media_json(folder / "media.json", layout, len(mix))}
         work_dir = run_stage(SeparateStage, params, inputs, folder / "work", folder / "programme.mov", progress)
-        stems = {}
-        for name in STEMS:
-            assert sf.info(str(work_dir / name)).subtype == "FLOAT"
-            stems[name.removesuffix(".wav")], _ = sf.read(str(work_dir / name), dtype="float32", always_2d=True)
-        return stems
+        work = WorkStems.of({**inputs, **{p.name: p for p in work_dir.iterdir()}})
+        for asset in ("DX", "MX"):
+            assert sf.info(str(work.stored(asset))).subtype == "PCM_24"
+        return work.read_all(("mix", "DX", "ME", "MX", "FX"))
 
     return run
 
@@ -91,7 +93,8 @@ def diarize(media_json, run_stage) -> Callable[..., Path]:
 
     def run(folder: Path, dx: np.ndarray, layout: str = "mono", **params) -> Path:
         (folder / "in").mkdir(parents=True)
-        sf.write(folder / "in/DX.wav", dx, SR, subtype="FLOAT")
+        with WorkWriter(folder / "in/DX.flac", 1 if dx.ndim == 1 else dx.shape[1]) as writer:
+            writer.write(dx.reshape(len(dx), -1))  # shape: (frames, channels)
         media_json(folder / "in/media.json", layout, len(dx), source="reel.wav")
         inputs = {name: folder / "in" / name for name in DiarizeStage.inputs}
         return run_stage(DiarizeStage, params, inputs, folder / "work", Path("reel.wav"))

@@ -11,9 +11,9 @@ import soundfile as sf
 import wavinfo
 from pydantic import ValidationError
 
-from dubprep.audio_io import open_writer
 from dubprep.errors import StageError
 from dubprep.stages.assemble import AssembleParams, AssembleStage, Turn, speaker_names, turn_gain
+from dubprep.stems import DX, MIX, MX, WorkWriter
 from media_factory import probe
 from speech import sample_speech_48k
 
@@ -56,9 +56,8 @@ def write_stems(folder: Path, channels: int, frames: int, dx_gain: float) -> Non
     tone = 0.05 * np.sin(2 * np.pi * 220 * np.arange(frames) / RATE)
     mx = np.repeat(tone[:, None], channels, axis=1).astype(np.float32)  # shape: (frames, channels)
     me = (mx + rng.normal(0, 0.05, size=(frames, channels))).astype(np.float32)
-    fx = me - mx  # as separate makes it
-    for name, data in (("DX.wav", dx), ("ME.wav", me), ("MX.wav", mx), ("FX.wav", fx), ("mix.wav", dx + me)):
-        with open_writer(folder / name, frames, channels) as writer:
+    for name, data in ((DX, dx), (MX, mx), (MIX, dx + me)):  # as extract and separate store them
+        with WorkWriter(folder / name, channels) as writer:
             writer.write(data)
 
 
@@ -85,11 +84,12 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     me_path = out / "My_Film_R1_ME_6ch_48k_24b.wav"
     me, _ = sf.read(me_path, dtype="float32")
     dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float32")
-    mix, _ = sf.read(tmp_path / "in/mix.wav", dtype="float32")
+    mix, _ = sf.read(tmp_path / "in" / MIX, dtype="float32")
     assert me.shape == mix.shape == (10 * 48000, 6)
-    assert np.abs(mix - (me + dx)).max() <= 2 / 2**23 + 1e-7
+    # Work files on the 24-bit grid, ME and FX computed from them: the 24-bit delivery re-sums bit-exactly.
+    np.testing.assert_array_equal(me + dx, mix)
     mx, fx = (sf.read(out / f"My_Film_R1_{asset}_6ch_48k_24b.wav", dtype="float64")[0] for asset in ("MX", "FX"))
-    assert np.abs(mix - (dx + mx + fx)).max() <= 3 / 2**23 + 1e-7
+    np.testing.assert_array_equal(dx + mx + fx, mix)
     assert np.abs(fx).max() > 0.1 and np.abs(mx).max() > 0.04  # each its own signal, not silence
     for asset in ("ME", "MX", "FX"):
         path = out / f"My_Film_R1_{asset}_6ch_48k_24b.wav"
@@ -102,43 +102,67 @@ def test_5_1_stems_resum_and_carry_timecode_and_mask(assemble, tmp_path):
     assert report["passed"], report["failures"]
     assert {"ME", "MX", "FX", "DX"} <= report["stems"].keys()
     assert report["stems"]["MX"]["integrated_lufs"] is not None and report["stems"]["FX"]["true_peak_dbtp"] is not None
-    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] > 100
+    assert report["null_tests"]["DX + MX + FX"]["delivered_depth_db"] is None  # inf: bit-exact
+    assert next(c for c in report["checks"] if c["name"] == "Null test (mix - DX - ME)")["measured"] == "bit-exact"
 
 
-def test_speaker_stems_are_gated_to_their_turns(assemble, tmp_path):
+def test_speaker_stems_are_mono_folds_of_dx_gated_to_their_turns(assemble, tmp_path):
     out = assemble(tmp_path, crossfade_ms=10)
+    dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float64")
+    path = out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav"
+    spk01, _ = sf.read(path, dtype="float64", always_2d=True)
+    assert spk01.shape == (len(dx), 1)  # one channel, the programme's full length
+    inside = slice(int(1.0 * 48000), int(3.0 * 48000))
+    folded = dx[:, [0, 1, 2, 4, 5]].sum(axis=1)  # as DX-GUIDE folds 5.1: every channel but the LFE, summed
+    np.testing.assert_allclose(spk01[inside, 0], folded[inside], atol=4 * LSB)
+    assert np.abs(spk01[inside]).max() > 0.1  # the speech, not silence
+    fade = 480
+    assert np.abs(spk01[: 48000 - fade - 1]).max() == 0.0
+    assert np.abs(spk01[3 * 48000 + fade + 1 : 7 * 48000 - fade - 1]).max() == 0.0
+    info = wavinfo.WavInfoReader(str(path))
+    assert info.bext.time_reference == 172_972_800 and info.fmt.channel_count == 1
+    report = json.loads((out / "qc.json").read_text())
+    assert report["passed"], report["failures"]
+    # Format, length and clipping only: no loudness or true-peak pass per speaker.
+    checks = sorted(c["name"] for c in report["checks"] if c["name"].startswith("DX-SPK01 "))
+    assert checks == ["DX-SPK01 clipping", "DX-SPK01 format", "DX-SPK01 length"]
+    assert "true_peak_dbtp" not in report["stems"]["DX-SPK01"] and "true_peak_dbtp" in report["stems"]["DX"]
+    assert report["stems"]["DX-SPK01"]["channels"] == 1
+
+
+def test_speaker_layout_source_keeps_the_programme_layout(assemble, tmp_path):
+    out = assemble(tmp_path, crossfade_ms=10, speaker_layout="source")
     dx, _ = sf.read(out / "My_Film_R1_DX_6ch_48k_24b.wav", dtype="float32")
     spk01, _ = sf.read(out / "My_Film_R1_DX-SPK01_6ch_48k_24b.wav", dtype="float32")
     inside = slice(int(1.0 * 48000), int(3.0 * 48000))
     np.testing.assert_allclose(spk01[inside], dx[inside], atol=2 / 2**23)
-    fade = 480
-    assert np.abs(spk01[: 48000 - fade - 1]).max() == 0.0
-    assert np.abs(spk01[3 * 48000 + fade + 1 : 7 * 48000 - fade - 1]).max() == 0.0
-    assert len(spk01) == len(dx)
+    assert spk01.shape == dx.shape
+    assert not (out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav").exists()
 
 
 def test_hostile_speaker_name_stays_in_output_folder(assemble, tmp_path):
     out = assemble(tmp_path)
     names = sorted(p.name for p in out.iterdir())
-    assert "My_Film_R1_DX-ETC_AN_6ch_48k_24b.wav" in names
+    assert "My_Film_R1_DX-ETC_AN_1ch_48k_24b.wav" in names
     assert all(p.parent == out for p in out.rglob("*"))
 
 
 def test_split_mono_writes_one_file_per_channel(assemble, tmp_path):
     out = assemble(tmp_path, split_mono=True, dialogue_guide=True)
     channels = ("L", "R", "C", "LFE", "Ls", "Rs")
-    for asset in ("ME", "MX", "FX", "DX", "DX-SPK01"):
+    for asset in ("ME", "MX", "FX", "DX"):
         for suffix in channels:
             path = out / f"My_Film_R1_{asset}_6ch_48k_24b.{suffix}.wav"
             assert sf.info(path).channels == 1
             assert sf.info(path).frames == 10 * 48000
-    assert sf.info(out / "My_Film_R1_DX-GUIDE_1ch_48k_24b.wav").channels == 1  # already mono: one file
+    for asset in ("DX-GUIDE", "DX-SPK01"):  # already mono: one file
+        assert sf.info(out / f"My_Film_R1_{asset}_1ch_48k_24b.wav").channels == 1
     report = json.loads((out / "qc.json").read_text())
     assert report["passed"], report["failures"]
     # A clip references one file: a track per channel file.
     timeline = otio.adapters.read_from_file(str(out / "timeline.otio"))  # held: its tracks die with it
     tracks = [t.name for t in timeline.tracks]
-    assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 4  # DX, ME, two speakers
+    assert tracks[:6] == [f"DX.{c}" for c in channels] and len(tracks) == 6 * 2 + 2  # DX, ME, two mono speakers
 
 
 def test_cue_list_matches_turns(assemble, tmp_path):
@@ -177,7 +201,7 @@ def at(seconds: float) -> int:
 
 def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS)
-    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    dx, a, b = read(out, "DX").mean(axis=1, keepdims=True), read(out, "DX-A", 1), read(out, "DX-B", 1)
     overlap = slice(at(3.0), at(4.0))
     assert np.abs(dx[overlap]).max() > 0.05  # speech there
     np.testing.assert_allclose(a[overlap], dx[overlap], atol=2 * LSB)
@@ -190,7 +214,7 @@ def test_overlap_both_puts_overlapped_dialogue_in_each_speaker_stem(assemble, tm
 
 def test_overlap_exclusive_gives_each_moment_to_one_speaker(assemble, tmp_path):
     out = assemble(tmp_path, layout="stereo", channels=2, turns=OVERLAP_TURNS, overlap="exclusive")
-    dx, a, b = read(out, "DX"), read(out, "DX-A"), read(out, "DX-B")
+    dx, a, b = read(out, "DX").mean(axis=1, keepdims=True), read(out, "DX-A", 1), read(out, "DX-B", 1)
     change = at(3.5)
     # The speaker stems sum to DX over the whole exchange, the crossfade at the change included.
     speech = slice(at(1.0), at(6.0))
@@ -217,7 +241,7 @@ def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(assemble, tmp_pat
     # 1.5 x speech on L, R and C: the sum passes full scale where the speech is loudest.
     out = assemble(tmp_path, dialogue_guide=True, dx_gain=1.5)
     guide = read(out, "DX-GUIDE", channels=1)
-    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    dx, _ = sf.read(tmp_path / "in" / DX, dtype="float64")
     expected = dx[:, [0, 1, 2, 4, 5]].sum(axis=1)  # L R C Ls Rs
     assert guide.shape == (len(dx), 1)
     fits = np.abs(expected) < 1.0 - 4 * LSB
@@ -228,7 +252,9 @@ def test_dialogue_guide_is_the_unscaled_sum_of_all_but_the_lfe(assemble, tmp_pat
     report = json.loads((out / "qc.json").read_text())
     clipped = np.count_nonzero(np.abs(guide) >= 1.0 - LSB)
     assert clipped > 100 and report["stems"]["DX-GUIDE"]["clipped_samples"] == [clipped]
-    assert report["failures"] == [f"DX-GUIDE clipping: {clipped} samples at or beyond full scale"]
+    guide_failure = f"DX-GUIDE clipping: {clipped} samples at or beyond full scale"
+    # The mono speaker stems are folded the same way: SPK01's turns hold the loudest speech, and clip too.
+    assert report["failures"][0] == guide_failure and report["failures"][1].startswith("DX-SPK01 clipping: ")
     format_check = next(c for c in report["checks"] if c["name"] == "DX-GUIDE format")
     assert format_check["passed"] and format_check["limit"] == "48000 Hz, 1 ch"
 
@@ -237,7 +263,7 @@ def test_stereo_dialogue_guide_is_the_mean_of_left_and_right(assemble, tmp_path)
     # 3 x speech on both (peaks near 0.96): their sum would clip, their mean keeps a centred line's level.
     out = assemble(tmp_path, layout="stereo", channels=2, dialogue_guide=True, dx_gain=3.0)
     guide = read(out, "DX-GUIDE", channels=1)
-    dx, _ = sf.read(tmp_path / "in/DX.wav", dtype="float64")
+    dx, _ = sf.read(tmp_path / "in" / DX, dtype="float64")
     np.testing.assert_allclose(guide[:, 0], dx.mean(axis=1), atol=2 * LSB)
     assert 0.8 < np.abs(guide).max() < 1.0
     report = json.loads((out / "qc.json").read_text())
@@ -267,7 +293,7 @@ def test_timeline_has_a_clip_per_turn_on_each_speaker_track(assemble, tmp_path, 
         clips = list(track.find_clips())
         assert len(clips) == len(own)
         for clip, turn in zip(clips, own):
-            assert clip.media_reference.target_url == f"My_Film_R1_{track.name}_2ch_48k_24b.wav"
+            assert clip.media_reference.target_url == f"My_Film_R1_{track.name}_1ch_48k_24b.wav"  # mono speaker stems
             placed = clip.range_in_parent()
             assert abs(placed.start_time.to_seconds() - turn["start_s"]) <= 1 / FPS
             assert abs(placed.end_time_exclusive().to_seconds() - turn["end_s"]) <= 1 / FPS

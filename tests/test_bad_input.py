@@ -61,8 +61,8 @@ def test_output_folder_that_cannot_be_created_is_one_line(good, tmp_path, capsys
     )
 
 
-@pytest.mark.parametrize("managed", ["deliverables/PROGRAMME_ME_2ch_48k_24b.wav", "work/extract/mix.wav",
-                                     ".dubprep/tmp/extract-1/mix.wav", "dubprep.log"])
+@pytest.mark.parametrize("managed", ["deliverables/PROGRAMME_ME_2ch_48k_24b.wav", "work/extract/mix.flac",
+                                     ".dubprep/tmp/extract-1/mix.flac", "dubprep.log"])
 def test_input_inside_the_folders_the_run_rewrites_is_refused(good, tmp_path, capsys, managed):  # 3
     out = tmp_path / "out"
     media = out / managed
@@ -79,9 +79,9 @@ def test_input_inside_the_folders_the_run_rewrites_is_refused(good, tmp_path, ca
 def test_input_reached_through_a_link_to_the_output_is_refused(good, tmp_path, capsys):  # 3
     out = tmp_path / "out"
     (out / "work/extract").mkdir(parents=True)
-    (out / "work/extract/mix.wav").write_bytes(good.read_bytes())
+    (out / "work/extract/mix.flac").write_bytes(good.read_bytes())
     (tmp_path / "linked").symlink_to(out / "work")
-    assert main(["validate", "-i", str(tmp_path / "linked/extract/mix.wav"), "-o", str(out)]) == 1
+    assert main(["validate", "-i", str(tmp_path / "linked/extract/mix.flac"), "-o", str(out)]) == 1
     assert f"is among the files a run on {out} rewrites (work)" in error_of(capsys)
 
 

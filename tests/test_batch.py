@@ -103,7 +103,7 @@ def test_failed_job_is_reported_and_others_finish(first_batch, reels):
 def test_jobs_write_deliverables_and_their_own_logs(first_batch, reels):
     for name in GOOD:
         output = reels / "out" / name
-        mix = sf.info(output / "work" / "extract" / "mix.wav")
+        mix = sf.info(output / "work" / "extract" / "mix.flac")
         for stem in ("ME", "DX"):
             assert sf.info(output / "deliverables" / f"PROGRAMME_{stem}_2ch_48k_24b.wav").frames == mix.frames
         log = "\n".join(log_lines(output))

@@ -36,7 +36,7 @@ def test_a_comment_or_docstring_edit_in_a_stage_reruns_nothing(finished_copy, mo
     before = code_hashes()
     edit(monkeypatch, "dubprep.stages.separate", {
         '    """How dialogue is searched for;': '    """How dialogue is sought;',  # a docstring
-        "\n\nSTEMS = ": "\n\n# The stems, as files.\nSTEMS = ",  # a comment
+        "\n\nSTORED = ": "\n\n# The stems, as files.\nSTORED = ",  # a comment
         "    ctx.progress.finish()": "    ctx.progress.finish()  # done",  # a comment at the end of a line
     })
     assert code_hashes() == before

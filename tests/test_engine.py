@@ -1,5 +1,6 @@
 """The engine end to end through the CLI: caching, invalidation, resume, locking."""
 
+import json
 import os
 import signal
 import subprocess
@@ -27,12 +28,12 @@ def stage_status(capsys) -> dict[str, str]:
 def test_deliverables_are_complete_and_resum(finished):
     _, out = finished
     folder = out / "deliverables"
-    mix, _ = sf.read(out / "work/extract/mix.wav", dtype="float32")
+    mix, _ = sf.read(out / "work/extract/mix.flac", dtype="float32")
     me, _ = sf.read(folder / "PROGRAMME_ME_2ch_48k_24b.wav", dtype="float32")
     dx, _ = sf.read(folder / "PROGRAMME_DX_2ch_48k_24b.wav", dtype="float32")
     assert me.shape == dx.shape == mix.shape
-    assert np.abs(mix - (me + dx)).max() < 2e-6 * 16  # 24-bit quantisation of two stems
-    speakers = sorted(folder.glob("PROGRAMME_DX-SPK*_2ch_48k_24b.wav"))
+    np.testing.assert_array_equal(me + dx, mix)  # 24-bit work files, ME = mix - DX: bit-exact
+    speakers = sorted(folder.glob("PROGRAMME_DX-SPK*_1ch_48k_24b.wav"))  # mono by default
     assert len(speakers) >= 2
     for stem in speakers:
         assert sf.info(stem).frames == len(mix)
@@ -84,9 +85,9 @@ def test_from_and_until_select_stages(write_project, finished_copy, tmp_path, ca
     fresh.mkdir()
     fresh_project = write_project(fresh, Path(project.read_text().split("'")[1]))
     assert main(["run", str(fresh_project), "--quiet", "--from", "separate"]) == 1
-    assert "needs mix.wav from extract, which has no result" in capsys.readouterr().err
+    assert "needs mix.flac from extract, which has no result" in capsys.readouterr().err
     assert main(["run", str(fresh_project), "--quiet", "--until", "extract"]) == 0
-    assert (fresh / "out/work/extract/mix.wav").is_file()
+    assert (fresh / "out/work/extract/mix.flac").is_file()
     assert not (fresh / "out/work/separate").exists()
 
 
@@ -145,3 +146,20 @@ def test_qc_failure_writes_everything_and_exits_nonzero(finished_copy, tmp_path,
     # A cached result keeps its failed checks: the exit code stays non-zero.
     assert main(["run", str(project), "--quiet"]) == 3
     assert "QC check(s) failed" in capsys.readouterr().err
+
+
+def test_delivered_stems_of_a_24_bit_source_re_sum_to_it_bit_exactly(tmp_path, write_project):
+    # The source as a studio delivers it: 24-bit PCM. Work files on the 24-bit grid, ME and FX computed from
+    # them: DX + ME and DX + MX + FX, delivered at 24 bits, give back every sample of the source.
+    samples, _ = sf.read(speech_with_background(tmp_path / "float.wav", duration_s=8.0), dtype="float32")
+    media = tmp_path / "reel.wav"
+    sf.write(media, samples, 48000, subtype="PCM_24")
+    source, _ = sf.read(media, dtype="float64")
+    assert main(["run", str(write_project(tmp_path, media)), "--quiet"]) == 0
+    folder = tmp_path / "out/deliverables"
+    stems = {a: sf.read(folder / f"PROGRAMME_{a}_2ch_48k_24b.wav", dtype="float64")[0] for a in ("DX", "ME", "MX", "FX")}
+    assert np.abs(stems["DX"]).max() > 0.01 and np.abs(stems["ME"]).max() > 0.001  # each its own signal
+    np.testing.assert_array_equal(stems["DX"] + stems["ME"], source)
+    np.testing.assert_array_equal(stems["DX"] + stems["MX"] + stems["FX"], source)
+    checks = {c["name"]: c["measured"] for c in json.loads((folder / "qc.json").read_text())["checks"]}
+    assert checks["Null test (mix - DX - ME)"] == checks["Null test (mix - DX - MX - FX)"] == "bit-exact"

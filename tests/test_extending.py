@@ -28,7 +28,7 @@ def test_a_backend_in_one_module_and_a_registry_line_runs_the_whole_pipeline(ide
     project = write_project(tmp_path, media, "separate:\n  backend: identity\nassemble:\n  bit_depth: 32\n")
     assert main(["run", str(project), "--quiet"]) == 0, capsys.readouterr().err
     out = tmp_path / "out"
-    mix, _ = sf.read(out / "work/extract/mix.wav", dtype="float32")
+    mix, _ = sf.read(out / "work/extract/mix.flac", dtype="float32")
     delivered = {asset: sf.read(out / f"deliverables/PROGRAMME_{asset}_2ch_48k_32f.wav", dtype="float32")[0]
                  for asset in ("DX", "ME", "MX", "FX")}
     # Heard as mid and side, turned back into left and right: the mix to float32 rounding.

@@ -1,6 +1,7 @@
 """Extract: stream selection, layouts, sample-exact length, offsets and bad input."""
 
 import logging
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import soundfile as sf
 from dubprep.errors import MediaError
 from dubprep.media import MediaInfo
 from dubprep.stages.extract import ExtractStage
+from dubprep.stems import MIX
 from dubprep.tools import find_tool, version
 from media_factory import (
     channel_frequencies_hz,
@@ -29,7 +31,7 @@ def extract(run_stage):
 
     def run(media: Path, work_dir: Path, **params) -> tuple[np.ndarray, MediaInfo]:
         run_stage(ExtractStage, params, {}, work_dir, media)
-        samples, rate = sf.read(work_dir / "mix.wav", dtype="float32", always_2d=True)
+        samples, rate = sf.read(work_dir / MIX, dtype="float32", always_2d=True)
         assert rate == 48000
         return samples, MediaInfo.load(work_dir / "media.json")
 
@@ -132,3 +134,43 @@ def test_non_finite_samples_are_rejected_naming_the_file_and_time(extract, tmp_p
     with pytest.raises(MediaError, match=r"corrupt\.wav: a NaN or infinite sample at 0\.500 s in channel R; "
                                          r"the file is corrupt there, re-export it"):
         extract(media, tmp_path / "work")
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_integer_source_is_stored_bit_exactly_as_24_bit_flac(extract, tmp_path, caplog, bits):
+    ints = np.random.default_rng(bits).integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(48_000, 2))
+    media = tmp_path / "in.wav"
+    sf.write(media, (ints << (32 - bits)).astype(np.int32), 48_000, subtype=f"PCM_{bits}")  # full-scale noise
+    with caplog.at_level(logging.INFO, logger="test"):
+        mix, _ = extract(media, tmp_path / "work")
+    assert sf.info(tmp_path / "work" / MIX).format == "FLAC" and sf.info(tmp_path / "work" / MIX).subtype == "PCM_24"
+    np.testing.assert_array_equal(mix, sf.read(media, dtype="float32")[0])
+    assert f"extract: {MIX} stored losslessly as 24-bit FLAC" in caplog.text
+
+
+def test_float_source_is_rounded_to_24_bits_and_its_overs_clipped_with_a_warning(extract, tmp_path, caplog):
+    samples = np.full((48_000, 2), 0.1, dtype=np.float32)  # 0.1 is off the 24-bit grid
+    samples[1000:1010, 0] = 1.5  # ten overs
+    media = tmp_path / "float.wav"
+    sf.write(media, samples, 48_000, subtype="FLOAT")
+    with caplog.at_level(logging.INFO, logger="test"):
+        mix, _ = extract(media, tmp_path / "work")
+    assert np.abs(mix[:1000] - 0.1).max() <= 2.0**-24 and mix[1005, 0] == 1 - 2.0**-23
+    assert "96000 samples rounded to 24 bits" in caplog.text
+    assert "float.wav: 10 samples beyond full scale clipped at ±1 in mix.flac" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_a_long_container_cut_short_is_refused_before_decoding_it(extract, tmp_path, suffix):
+    whole = make_media(tmp_path / f"whole{suffix}", layout="5.1", duration_s=600.0)
+    if suffix == ".mov":  # index (moov) first, as a file made for streaming: cut, it still opens
+        faststart = tmp_path / "faststart.mov"
+        subprocess.run([str(find_tool("ffmpeg")), "-nostdin", "-v", "error", "-i", str(whole), "-c", "copy",
+                        "-movflags", "+faststart", str(faststart)], check=True)
+        whole = faststart
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 5])  # 10 minutes declared, about 2 held
+    with pytest.raises(MediaError, match=rf"cut\{suffix}: audio stream #0 decodes to nothing in its last 1 s but "
+                                         r"declares 600\.\d+ s; the file is truncated or corrupt, re-export it"):
+        extract(cut, tmp_path / "work")
+    assert not (tmp_path / "work" / MIX).exists()  # refused before the decode opened the mix

@@ -4,9 +4,11 @@ Covered elsewhere: a batch worker killed mid-job, non-ASCII media names in a
 batch and two batch jobs writing one output folder (tests/test_batch.py).
 """
 
+import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -56,12 +58,12 @@ def test_disk_filling_mid_run_fails_cleanly_and_a_rerun_completes(tmp_path):
     media = speech_with_background(tmp_path / "reel.wav", duration_s=4.0)
     out = tmp_path / "out"
     assert main(["run", "-q", "-i", str(media), "-o", str(out), "--until", "extract"]) == 0
-    # Each separated stem is as large as the mix: separate fails halfway through writing DX.wav.
-    limit = (out / "work/extract/mix.wav").stat().st_size // 2
+    # The separated DX holds most of the mix's signal: separate fails a tenth of the way into DX.flac.
+    limit = (out / "work/extract/mix.flac").stat().st_size // 10
     full = dubprep("run", "-q", "-i", media, "-o", out, preexec_fn=file_size_limit(limit))
     assert full.returncode == 1
     assert re.fullmatch(
-        rf"error: separate: {re.escape(str(out))}/\.dubprep/tmp/separate-\d+/DX\.wav: File too large; "
+        rf"error: separate: {re.escape(str(out))}/\.dubprep/tmp/separate-\d+/DX\.flac: File too large; "
         rf"free disk space or choose another --output",
         error_line(full.stderr),
     )
@@ -129,3 +131,32 @@ def test_device_option_overrides_the_project(short_media):
     log = (short_media.parent / "out/dubprep.log").read_text(encoding="utf-8")
     assert "device: cpu (asked for cpu)" in log
     assert "diarize: done" in log
+
+
+def test_disk_too_full_for_the_delivery_is_one_error_before_assembly_and_a_rerun_resumes(
+    finished_copy, monkeypatch, capsys
+):
+    project, out = finished_copy
+    shutil.rmtree(out / "deliverables")
+    real_usage = shutil.disk_usage
+    free_bytes = 3 * 2**20  # far less than 20 s of stems at 24 bits
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=free_bytes))
+    assert main(["run", str(project), "--quiet"]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    # 20 s stereo: ME, MX, FX, DX at 2 channels and a mono stem per speaker, 3 bytes a sample, the lists' margin.
+    speakers = len(json.loads((out / "work/diarize/turns.json").read_text())["speakers"])
+    needed_gib = (20 * 48_000 * (4 * 2 + speakers) * 3 + 64 * 2**20) / 2**30
+    assert re.fullmatch(
+        rf"error: {re.escape(str(out))}/\.dubprep/tmp/assemble-\d+: the delivery needs {needed_gib:.2f} GiB "
+        rf"\({4 + speakers} stems\) but the disk has 0\.00 GiB free; free disk space and rerun \(assembly starts again, the "
+        rf"earlier stages stay done\) or choose another --output",
+        message,
+    ), message
+    assert not (out / "deliverables").exists() and list((out / ".dubprep/tmp").iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)  # space freed
+    assert main(["run", str(project), "--quiet"]) == 0
+    log = (out / "dubprep.log").read_text(encoding="utf-8")
+    resumed = log[log.rindex(" run: "):]
+    assert all(f"{stage}: cached" in resumed for stage in ("extract", "separate", "diarize"))
+    assert "assemble: running (no previous result)" in resumed
+    assert read_manifest(out / "deliverables") is not None

@@ -151,14 +151,14 @@ def test_dialogue_is_sample_aligned_with_the_mix(mono_run) -> None:
 
 
 def _assert_sums(stems: dict[str, np.ndarray], mix: np.ndarray) -> None:
-    """Every stem has the mix's shape; DX + ME, MX + FX and DX + MX + FX re-sum to the mix."""
+    """Every stem has the mix's shape; the stored mix is ``mix`` to 24 bits; DX + ME, MX + FX and DX + MX + FX
+    re-sum to it bit-exactly (stored on the 24-bit grid, ME and FX computed from the files)."""
     for stem in stems.values():
         assert stem.shape == mix.shape
-    # ME = mix - DX and FX = ME - MX in float32: each re-sum is exact up to a few roundings.
-    atol = 4 * np.finfo(np.float32).eps * np.abs(mix).max()
-    np.testing.assert_allclose(stems["DX"] + stems["ME"], mix, rtol=0, atol=atol)
-    np.testing.assert_allclose(stems["MX"] + stems["FX"], stems["ME"], rtol=0, atol=atol)
-    np.testing.assert_allclose(stems["DX"] + stems["MX"] + stems["FX"], mix, rtol=0, atol=atol)
+    assert np.abs(stems["mix"] - mix).max() <= 2.0**-24
+    np.testing.assert_array_equal(stems["DX"] + stems["ME"], stems["mix"])
+    np.testing.assert_array_equal(stems["MX"] + stems["FX"], stems["ME"])
+    np.testing.assert_array_equal(stems["DX"] + stems["MX"] + stems["FX"], stems["mix"])
 
 
 @pytest.mark.parametrize("run", ["mono_run", "scene_run"])
@@ -229,7 +229,7 @@ def test_front_mode_leaves_lfe_and_surrounds_in_me(separate, speech: np.ndarray,
     for name in ("LFE", "Ls", "Rs"):
         c = names.index(name)
         assert not stems["DX"][:, c].any()
-        assert np.array_equal(stems["ME"][:, c], mix[:, c])
+        assert np.array_equal(stems["ME"][:, c], stems["mix"][:, c])
     for name, clean in voice.items():
         c = names.index(name)
         assert _sdr_db(clean, stems["DX"][:, c]) > _sdr_db(clean, mix[:, c]) + 3.0
@@ -257,14 +257,6 @@ def test_pure_music_stays_in_the_me(separate, tmp_path: Path) -> None:
     _assert_sums(stems, mix)
     # Measured: DX 24.0 dB below the mix (30 dB on one mono channel: the attenuation cap).
     assert 10 * np.log10(np.sum(stems["DX"] ** 2) / np.sum(mix**2)) < -20.0
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nan_or_inf_in_mix_names_the_second(separate, bad: float, speech: np.ndarray, tmp_path: Path) -> None:
-    mix = np.stack([speech[: SR * 3], speech[SR : SR * 4]], axis=1)  # shape: (frames, 2)
-    mix[int(SR * 2.5), 1] = bad
-    with pytest.raises(StageError, match=r"channel R .*2\.500 s \(second 2\)"):
-        separate(tmp_path, mix, "stereo")
 
 
 @pytest.mark.parametrize(
@@ -376,7 +368,7 @@ def test_cinesep_backend_resums_and_leaves_unsearched_channels_in_the_me(separat
     for name in ("LFE", "Ls", "Rs"):
         c = names.index(name)
         assert not stems["DX"][:, c].any() and not stems["MX"][:, c].any()
-        assert np.array_equal(stems["FX"][:, c], mix[:, c])
+        assert np.array_equal(stems["FX"][:, c], stems["mix"][:, c])
     for name in ("L", "R", "C"):
         assert stems["DX"][:, names.index(name)].any()
 

@@ -25,6 +25,7 @@ from dubprep.errors import ConfigError, ModelError
 from dubprep.media import MediaInfo
 from dubprep.stages.backends import fasterwhisper
 from dubprep.stages.transcribe import TranscribeStage
+from dubprep.stems import DX, MIX, WorkWriter
 from dubprep.transcript import read_transcript
 from speech import SAMPLE_RTTM, sample_speech_48k, speech_with_background
 from tiny_whisper import build_tiny_whisper
@@ -60,8 +61,10 @@ def programme(folder: Path, seconds: float = 20.0, speech: bool = True, me_speec
     if me_speech:
         span = slice(round(me_speech[0] * RATE), round(me_speech[1] * RATE))
         me[span] += sample_speech_48k()[round(10.6 * RATE) :][: span.stop - span.start, None]
-    sf.write(folder / "DX.wav", np.stack([voice, voice], axis=1), RATE, subtype="FLOAT")
-    sf.write(folder / "ME.wav", me, RATE, subtype="FLOAT")
+    dx = np.stack([voice, voice], axis=1)  # shape: (frames, 2)
+    for name, data in ((DX, dx), (MIX, dx + me)):  # as extract and separate store them; ME = mix - DX
+        with WorkWriter(folder / name, 2) as writer:
+            writer.write(data)
     MediaInfo("reel.wav", 0, "pcm_f32le", "stereo", 2, RATE, frames, RATE, 0.0, None, None).save(folder / "media.json")
     short = [SHORT_TURN] if SHORT_TURN["end_s"] <= seconds else []
     turns = sorted(exclusive_turns(seconds) + short, key=lambda t: t["start_s"]) if speech else []

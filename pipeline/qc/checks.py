@@ -23,6 +23,9 @@ def all_checks(result: QcResult) -> list[Check]:
     for asset, scan in result.scans.items():
         checks.append(format_check(asset, scan, result.inputs.layout_of(asset)))
         checks.append(length_check(asset, scan, result.inputs.media))
+        if asset in result.inputs.speakers:  # a speaker stem: format, length and clipping only
+            checks.append(clipping_check(asset, scan))
+            continue
         checks.append(picture_check(asset, scan, result.picture_s, result.inputs.rate, result.limits))
         checks.append(clipping_check(asset, scan))
         checks.append(true_peak_check(asset, result.loudness[asset], result.limits))
@@ -127,7 +130,7 @@ def write_json(path: Path, result: QcResult) -> None:
         "failures": result.failures,
         "checks": [asdict(c) for c in result.checks],
         "mix": _loudness_json(result.loudness["mix"]),
-        "stems": {asset: _stem_json(scan, result.loudness[asset]) for asset, scan in result.scans.items()},
+        "stems": {asset: _stem_json(scan, result.loudness.get(asset)) for asset, scan in result.scans.items()},
         "null_tests": {null.label: asdict(null) for null in result.nulls},
         "dialogue_in_me": {
             "speech_s": sum(s.duration_s for s in result.speech),
@@ -157,13 +160,14 @@ def words_in_me(result: QcResult) -> list[dict]:
     ]
 
 
-def _stem_json(scan: StemScan, loudness: Loudness) -> dict:
+def _stem_json(scan: StemScan, loudness: Loudness | None) -> dict:
+    """A stem's measurements; a speaker stem's (``loudness`` None) without loudness or true peak."""
     return {
         "files": [p.name for p in scan.files],
         "frames": list(scan.frames),
         "channels": scan.channels,
         "format": scan.subtype,
-        **_loudness_json(loudness),
+        **({} if loudness is None else _loudness_json(loudness)),
         "sample_peak_dbfs": [amplitude_db(float(p)) for p in scan.peak],
         "clipped_samples": [int(n) for n in scan.clipped],
     }

@@ -1,4 +1,4 @@
-"""The null tests: mix - (DX + ME) and mix - (DX + MX + FX), of the delivered files and of separate's float stems."""
+"""The null tests: mix - (DX + ME) and mix - (DX + MX + FX), of the delivered files and of the work stems."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from dubprep.qc.result import NULL_SUMS, SEPARATED, NullTest, QcInputs, amplitud
 
 
 def null_tests(inputs: QcInputs, progress: ProgressHook) -> list[NullTest]:
-    """mix - (sum) for each of NULL_SUMS over the frames all files share, delivered and float, in one pass."""
-    groups = [(inputs.mix,)] + [inputs.stems[a] for a in SEPARATED] + [(inputs.separated[a],) for a in SEPARATED]
+    """mix - (sum) for each of NULL_SUMS over the frames all files share, delivered and work stems, in one pass."""
     mix_energy = 0.0
     delivered_energy, separation_energy, residual_peak = (np.zeros(len(NULL_SUMS)) for _ in range(3))
     frames = 0
-    # Quarter blocks: nine files at once, and float64 residuals, since float32 rounding (~-160 dBFS) would
+    # Quarter blocks: seven files at once, and float64 residuals, since float32 rounding (~-160 dBFS) would
     # show in a residual that should sit at the 24-bit floor.
-    for mix, *stems in iter_aligned(groups, BLOCK_FRAMES // 4):
-        delivered = dict(zip(SEPARATED, stems[: len(SEPARATED)]))
-        separated = dict(zip(SEPARATED, stems[len(SEPARATED) :]))
+    block_frames = BLOCK_FRAMES // 4
+    work = inputs.work.blocks(("mix", *SEPARATED), block_frames)
+    for stems, separated in zip(iter_aligned([inputs.stems[a] for a in SEPARATED], block_frames), work):
+        length = min(len(stems[0]), len(separated["mix"]))  # the frames all files share
+        delivered = {asset: block[:length] for asset, block in zip(SEPARATED, stems)}
+        separated = {asset: block[:length] for asset, block in separated.items()}
+        mix = separated["mix"]
         mix64 = mix.astype(np.float64)
         mix_energy += float(np.square(mix64).sum())
         for index, assets in enumerate(NULL_SUMS):

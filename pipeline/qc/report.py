@@ -112,7 +112,7 @@ def _number(value: float | None, unit: str) -> str:
 def _stems_table(result: QcResult) -> str:
     rows = []
     for asset, loudness in [("mix (float, input)", result.loudness["mix"])] + [
-        (a, result.loudness[a]) for a in result.scans
+        (a, result.loudness.get(a)) for a in result.scans
     ]:
         scan = result.scans.get(asset)
         rows.append([
@@ -120,10 +120,12 @@ def _stems_table(result: QcResult) -> str:
             "" if scan is None else "<br>".join(_e(p.name) for p in scan.files),
             "" if scan is None else f"{scan.channels}, {_e(scan.subtype)}",
             "" if scan is None else " / ".join(str(n) for n in sorted(set(scan.frames))),
-            _number(loudness.integrated_lufs, "LUFS"),
-            _number(loudness.range_lu, "LU"),
-            _number(loudness.true_peak_dbtp, "dBTP"),
-            " / ".join("-inf" if p is None else f"{p:.1f}" for p in loudness.true_peaks_dbtp),
+            *(["not measured"] * 4 if loudness is None else [  # a speaker stem
+                _number(loudness.integrated_lufs, "LUFS"),
+                _number(loudness.range_lu, "LU"),
+                _number(loudness.true_peak_dbtp, "dBTP"),
+                " / ".join("-inf" if p is None else f"{p:.1f}" for p in loudness.true_peaks_dbtp),
+            ]),
             "" if scan is None else str(int(scan.clipped.sum())),
         ])
     header = ["Asset", "Files", "Channels, format", "Samples", "Integrated", "LRA", "True peak",

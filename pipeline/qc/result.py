@@ -10,9 +10,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dubprep.media import STEMS, MediaInfo
+from dubprep.stems import WorkStems
 from dubprep.timecode import FrameRate
 
-SEPARATED = STEMS  # checked as delivered and as separate made them
+SEPARATED = STEMS  # checked as delivered and as the work files make them
 NULL_SUMS = (("DX", "ME"), ("DX", "MX", "FX"))  # stems that re-sum to the mix
 
 
@@ -53,19 +54,23 @@ class QcInputs:
     ``stems`` maps each asset (ME, MX, FX, DX, DX-GUIDE, DX-<speaker>) to
     its delivered files: one file in the stem's layout, or one mono file per
     channel in channel order (L R C LFE Ls Rs). ``layouts`` gives the layout
-    of a stem not in the programme's (the mono DX-GUIDE). ``mix`` is
-    extract's float WAV and ``separated`` separate's float DX, ME, MX and FX.
+    of a stem not in the programme's (the mono DX-GUIDE and speaker stems).
+    ``work`` holds extract's mix and separate's DX and MX (ME and FX are
+    computed from them: :mod:`dubprep.stems`).
     ``start_timecode`` and ``rate`` place the programme on the picture's
     timeline (as the stems' bext says). ``source`` is the programme's media
     file, for the picture's duration; None or a file without picture skips
     that comparison. ``me_words`` is the transcribe stage's
     ``words_in_me.json`` (None when the project does not transcribe).
+    ``speakers`` names the per-speaker stems: checked for format, length
+    and clipping only, since a loudness and true-peak pass per speaker
+    would cost a pass of the programme per cast member and no delivery
+    spec limits them.
     """
 
     work_dir: Path
     stems: dict[str, tuple[Path, ...]]
-    mix: Path
-    separated: dict[str, Path]
+    work: WorkStems
     media: MediaInfo
     turns: Path
     start_timecode: str
@@ -73,6 +78,7 @@ class QcInputs:
     source: Path | None = None
     layouts: dict[str, str] = field(default_factory=dict)
     me_words: Path | None = None
+    speakers: tuple[str, ...] = ()
 
     def layout_of(self, asset: str) -> str:
         return self.layouts.get(asset, self.media.layout)
@@ -114,7 +120,7 @@ class StemScan:
 
 @dataclass(frozen=True)
 class NullTest:
-    """Residuals of mix - (sum of ``stems``): delivered stems, and separate's float stems (for diagnosis)."""
+    """Residuals of mix - (sum of ``stems``): delivered stems, and the work stems (for diagnosis)."""
 
     stems: tuple[str, ...]
     delivered_depth_db: float
@@ -158,7 +164,7 @@ class QcResult:
 
     inputs: QcInputs
     limits: QcLimits
-    loudness: dict[str, Loudness]
+    loudness: dict[str, Loudness]  # not the speaker stems'
     scans: dict[str, StemScan]
     nulls: list[NullTest]
     speech: list[SpeechSpan]

@@ -5,7 +5,8 @@ self-contained ``report.html`` (plots embedded as data URIs, no script, no
 external resource) beside the stems. Checks:
 
 - true peak (dBTP, BS.1770 4x oversampling) of the M&E, and of the other
-  stems when a limit is set;
+  stems when a limit is set (not of the per-speaker stems: they get the
+  format, length and clipping checks only);
 - length: every file exactly the programme's frames, and within a frame of
   the picture's duration;
 - format: 48 kHz and the stem's channel count (the programme's; one for
@@ -41,7 +42,7 @@ from dubprep.qc.nulls import null_tests
 from dubprep.qc.peaks import scan_stem
 from dubprep.qc.report import write_report
 from dubprep.qc.result import SEPARATED, QcInputs, QcLimits, QcResult
-from dubprep.qc.speech import detect_speech
+from dubprep.qc.speech import detect_speech, file_blocks
 
 _LOUDNESS_WORKERS = 2  # ffmpeg passes in parallel with the Python passes
 
@@ -57,17 +58,18 @@ def run_qc(
     Returns one line per failed check (empty when everything passes).
     """
     for asset in SEPARATED:
-        if asset not in inputs.stems or asset not in inputs.separated:
-            raise StageError(f"{inputs.work_dir}: QC needs the delivered and the float {asset} stem; one is missing")
+        if asset not in inputs.stems:
+            raise StageError(f"{inputs.work_dir}: QC needs the delivered {asset} stem; it is missing")
     progress.start("qc", inputs.media.frames * (len(inputs.stems) + 2))
     with ThreadPoolExecutor(_LOUDNESS_WORKERS) as pool:
         pending = {
-            asset: pool.submit(measure_loudness, files, inputs.layout_of(asset)) for asset, files in inputs.stems.items()
+            asset: pool.submit(measure_loudness, files, inputs.layout_of(asset))
+            for asset, files in inputs.stems.items() if asset not in inputs.speakers
         }
-        pending["mix"] = pool.submit(measure_loudness, (inputs.mix,), inputs.media.layout)
+        pending["mix"] = pool.submit(measure_loudness, (inputs.work.stored("mix"),), inputs.media.layout)
         scans = {asset: scan_stem(files, progress) for asset, files in inputs.stems.items()}
         nulls = null_tests(inputs, progress)
-        speech = detect_speech(inputs.stems["ME"], inputs.media.layout, progress)
+        speech = detect_speech(file_blocks(inputs.stems["ME"]), inputs.media.layout, progress)
         loudness = {asset: future.result() for asset, future in pending.items()}
     progress.finish()
     result = QcResult(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,13 @@ SPEECH_DETECTOR = f"Silero VAD on the centre signals, threshold {VAD_THRESHOLD}"
 _SILERO = {"min_speech_duration_ms": 250, "min_silence_duration_ms": 300, "speech_pad_ms": 30}
 
 
-def detect_speech(files: Sequence[Path], layout: str, progress: ProgressHook) -> list[SpeechSpan]:
-    """Speech spans in a stem, by Silero VAD on its centre signals (the highest probability of them per window)."""
+def detect_speech(blocks: Iterable[np.ndarray], layout: str, progress: ProgressHook) -> list[SpeechSpan]:
+    """Speech spans in a stem given block by block (frames, channels), by Silero VAD on its centre signals.
+
+    A window's probability is the highest of its centre signals'.
+    """
     signals = 1 if layout in ("mono", "stereo") else 2
-    probabilities, samples = lane_probabilities(_centre_16k(files, layout, progress), signals)
+    probabilities, samples = lane_probabilities(_centre_16k(blocks, layout, progress), signals)
     return [
         SpeechSpan(
             start_s=span.start / SPEECH_RATE, end_s=span.end / SPEECH_RATE,
@@ -31,9 +34,15 @@ def detect_speech(files: Sequence[Path], layout: str, progress: ProgressHook) ->
     ]
 
 
-def _centre_16k(files: Sequence[Path], layout: str, progress: ProgressHook) -> Iterator[np.ndarray]:
+def file_blocks(files: Sequence[Path]) -> Iterator[np.ndarray]:
+    """A delivered stem's blocks (frames, channels): one file, or one mono file per channel side by side."""
+    for (block,) in iter_aligned([files]):
+        yield block
+
+
+def _centre_16k(blocks: Iterable[np.ndarray], layout: str, progress: ProgressHook) -> Iterator[np.ndarray]:
     """The stem's centre signals at 16 kHz, block by block; shape of each (samples, signals)."""
     decimator = Decimator()
-    for (block,) in iter_aligned([files]):
+    for block in blocks:
         yield decimator(centre_signals(block, layout))
         progress.advance(len(block))
