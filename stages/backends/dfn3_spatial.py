@@ -15,16 +15,15 @@ whole and
    in the STFT domain of each, estimates per frequency the spatial covariance
    of the dialogue estimate d and of the rest n = x - d (each normalised to
    trace = channels), and per time-frequency point their powers v_s, v_n;
-3. applies W = v_s R_s (v_s R_s + v_n R_n)^-1 to the mix, and does 2-3 again
-   from W x (``PASSES`` in all). R_n is regularised by ``FLOOR`` times its
+3. applies W = v_s R_s (v_s R_s + v_n R_n)^-1 to the mix (``PASSES`` times,
+   each re-estimating 2 from the last W x). R_n is regularised by ``FLOOR`` times its
    mean eigenvalue. W is computed through a joint diagonalisation per
    frequency (R_n = L L^H, L^-1 R_s L^-H = U diag(lam) U^H), so a
    time-frequency point costs two small matrix products and M gains
    v_s lam / (v_s lam + v_n) instead of a matrix inversion.
 
 Per group size: 1 signal (mono, or 5.1/7.1 with ``dialogue_channels:
-center``) is a single-channel Wiener post-filter of DeepFilterNet3 (the
-covariances are 1); 2 (stereo L, R) uses mid and side; 3 or more
+center``) is DeepFilterNet3 alone (there is no image to use); 2 (stereo L, R) uses mid and side; 3 or more
 (``front``: C L R; ``all``: C and every channel but LFE) DeepFilterNet3 on
 C and the filter over the whole group. Chunks overlap by ``FADE_SAMPLES``
 and are cross-faded (:class:`~dubprep.stages.backends.streaming.ChunkedStream`),
@@ -57,12 +56,16 @@ from dubprep.stages.backends.streaming import (
     trimmed_tail,
 )
 
+# Chosen on the tuning clips of benchmarks/separation.py (notes/dfn3-spatial.md): a 2048-sample
+# FFT scored 0.1 dB lower and 1024 0.6 dB lower than 4096; 8192 0.3 dB lower; a second pass
+# re-estimated from the first's output 0.1-0.2 dB lower; 2-s or 8-s chunks within 0.05 dB of 4 s.
 CHUNK_SAMPLES = 4 * SAMPLE_RATE  # the covariances' averaging time
 FADE_SAMPLES = SAMPLE_RATE  # overlap of consecutive chunks, cross-faded
-FFT_SAMPLES = 2048
+FFT_SAMPLES = 4096
 HOP_SAMPLES = FFT_SAMPLES // 2  # sine analysis and synthesis windows: 50 % overlap adds to one
-PASSES = 2
+PASSES = 1
 FLOOR = 1e-3  # R_n + FLOOR * mean eigenvalue * I: keeps the inversion stable on rank-deficient mixes
+SMOOTH_BINS = 8  # the dialogue's spread is averaged over 2 x 8 + 1 bins (200 Hz)
 _TINY = 1e-12  # powers below this are silence
 
 
@@ -85,8 +88,12 @@ class Dfn3Spatial(SeparationBackend):
     def weights_checksum(self, params: BaseModel) -> str:
         return SEPARATORS.get("dfn3").weights_checksum(params)
 
-    def open(self, params: dfn3.Dfn3Params, channels: list[int], device: str) -> list[SpatialStream]:
-        return [SpatialStream(params, count, device) for count in channels]
+    def open(self, params: dfn3.Dfn3Params, channels: list[int], device: str) -> list[SeparationStream]:
+        # One signal has no image to refine with (a single-channel Wiener post-filter of
+        # DeepFilterNet3 scored 0.1 dB lower on the tuning clips): DeepFilterNet3 as it is.
+        plain = SEPARATORS.get("dfn3")
+        return [SpatialStream(params, count, device) if count > 1 else plain.open(params, [1], device)[0]
+                for count in channels]
 
 
 class SpatialStream(SeparationStream):
@@ -196,12 +203,22 @@ def _spread(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """The dialogue image (bins, channels, frames) of the first channel's dialogue ``centre`` (bins, 1, frames).
 
     Each other channel gets it through its transfer per frequency,
-    E[x_i d*] / E[|d|^2] over the chunk (what of x_i moves with d).
+    E[x_i d*] / E[|d|^2] over the chunk and ``SMOOTH_BINS`` neighbouring
+    bins (what of x_i moves with d; over one bin alone, chance correlation
+    with a loud effect leaks dialogue into its channel).
     """
-    power = np.sum(np.abs(centre) ** 2, axis=2) + _TINY  # shape: (bins, 1)
-    transfer = (x @ np.conj(np.swapaxes(centre, 1, 2)))[..., 0] / power  # shape: (bins, channels)
+    power = _smoothed(np.sum(np.abs(centre) ** 2, axis=2)) + _TINY  # shape: (bins, 1)
+    transfer = _smoothed((x @ np.conj(np.swapaxes(centre, 1, 2)))[..., 0]) / power  # shape: (bins, channels)
     transfer[:, 0] = 1.0
     return transfer[:, :, None] * centre
+
+
+def _smoothed(per_bin: np.ndarray) -> np.ndarray:
+    """(bins, ...) averaged over SMOOTH_BINS bins on either side of each bin (fewer at the edges)."""
+    total = np.cumsum(np.concatenate([np.zeros_like(per_bin[:1]), per_bin]), axis=0)
+    bins = np.arange(len(per_bin))
+    low, high = np.maximum(bins - SMOOTH_BINS, 0), np.minimum(bins + SMOOTH_BINS + 1, len(per_bin))
+    return total[high] - total[low]
 
 
 def _covariance(spectra: np.ndarray) -> np.ndarray:
