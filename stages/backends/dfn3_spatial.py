@@ -56,16 +56,19 @@ from dubprep.stages.backends.streaming import (
     trimmed_tail,
 )
 
-# Chosen on the tuning clips of benchmarks/separation.py (notes/dfn3-spatial.md): a 2048-sample
-# FFT scored 0.1 dB lower and 1024 0.6 dB lower than 4096; 8192 0.3 dB lower; a second pass
-# re-estimated from the first's output 0.1-0.2 dB lower; 2-s or 8-s chunks within 0.05 dB of 4 s.
-CHUNK_SAMPLES = 4 * SAMPLE_RATE  # the covariances' averaging time
+# Chosen on tuning clips only (notes/dfn3-spatial.md: benchmarks/separation.py's stereo clips and
+# 5.1 clips built from the same tune-split stems). Against these: a 2048-sample FFT scored
+# 0.1 dB lower on stereo, 1024 0.6 dB lower, 8192 0.3 dB lower; a second pass re-estimated from
+# the first's output 0.1-0.2 dB lower on stereo (0.2 dB higher on 5.1); 4-s chunks 0.5 dB lower
+# on 5.1 (equal on stereo); the spread averaged over 2 x 8 + 1 bins 0.2 dB lower on 5.1, over
+# 2 x 64 + 1 bins 0.2 dB higher (not taken: those clips' bleed is a flat gain, a room's is not).
+CHUNK_SAMPLES = 8 * SAMPLE_RATE  # the covariances' averaging time
 FADE_SAMPLES = SAMPLE_RATE  # overlap of consecutive chunks, cross-faded
 FFT_SAMPLES = 4096
 HOP_SAMPLES = FFT_SAMPLES // 2  # sine analysis and synthesis windows: 50 % overlap adds to one
 PASSES = 1
 FLOOR = 1e-3  # R_n + FLOOR * mean eigenvalue * I: keeps the inversion stable on rank-deficient mixes
-SMOOTH_BINS = 8  # the dialogue's spread is averaged over 2 x 8 + 1 bins (200 Hz)
+SMOOTH_BINS = 32  # the dialogue's spread is averaged over 2 x 32 + 1 bins (760 Hz)
 _TINY = 1e-12  # powers below this are silence
 
 
@@ -210,6 +213,9 @@ def _spread(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
     power = _smoothed(np.sum(np.abs(centre) ** 2, axis=2)) + _TINY  # shape: (bins, 1)
     transfer = _smoothed((x @ np.conj(np.swapaxes(centre, 1, 2)))[..., 0]) / power  # shape: (bins, channels)
     transfer[:, 0] = 1.0
+    # Where d is next to silent (above its band, in pauses) the ratio is noise over nothing:
+    # no channel carries the centre's dialogue louder than the centre does.
+    transfer /= np.maximum(np.abs(transfer), 1.0)
     return transfer[:, :, None] * centre
 
 
