@@ -15,17 +15,18 @@ whole and
    in the STFT domain of each, estimates per frequency the spatial covariance
    of the dialogue estimate d and of the rest n = x - d (each normalised to
    trace = channels), and per time-frequency point their powers v_s, v_n;
-3. applies W = v_s R_s (v_s R_s + v_n R_n)^-1 to the mix (``PASSES`` times,
-   each re-estimating 2 from the last W x). R_n is regularised by ``FLOOR`` times its
-   mean eigenvalue. W is computed through a joint diagonalisation per
-   frequency (R_n = L L^H, L^-1 R_s L^-H = U diag(lam) U^H), so a
-   time-frequency point costs two small matrix products and M gains
-   v_s lam / (v_s lam + v_n) instead of a matrix inversion.
+3. applies W = v_s R_s (v_s R_s + mu v_n R_n)^-1 to the mix, ``PASSES`` times
+   (each re-estimating 2 from the last W x); mu = ``NOISE_WEIGHT`` under 1
+   keeps the dialogue whole rather than remove every trace of the M&E. R_n is
+   regularised by ``FLOOR`` times its mean eigenvalue. W is computed through
+   a joint diagonalisation per frequency (R_n = L L^H, L^-1 R_s L^-H =
+   U diag(lam) U^H), so a time-frequency point costs two small matrix
+   products and M gains v_s lam / (v_s lam + mu v_n), no matrix inversion.
 
 Per group size: 1 signal (mono, or 5.1/7.1 with ``dialogue_channels:
-center``) is DeepFilterNet3 alone (there is no image to use); 2 (stereo L, R) uses mid and side; 3 or more
-(``front``: C L R; ``all``: C and every channel but LFE) DeepFilterNet3 on
-C and the filter over the whole group. Chunks overlap by ``FADE_SAMPLES``
+center``) is DeepFilterNet3 alone (there is no image to use); 2 (stereo
+L, R) uses mid and side; 3 or more (``front``: C L R; ``all``: C and every
+channel but LFE) DeepFilterNet3 on C and the filter over the whole group. Chunks overlap by ``FADE_SAMPLES``
 and are cross-faded (:class:`~dubprep.stages.backends.streaming.ChunkedStream`),
 so memory and latency are bounded by a chunk whatever the programme's
 length. The dialogue is W x, so DX + ME still sums to the mix.
@@ -68,6 +69,11 @@ FFT_SAMPLES = 4096
 HOP_SAMPLES = FFT_SAMPLES // 2  # sine analysis and synthesis windows: 50 % overlap adds to one
 PASSES = 1
 FLOOR = 1e-3  # R_n + FLOOR * mean eigenvalue * I: keeps the inversion stable on rank-deficient mixes
+# Speech-distortion weight: W = v_s R_s (v_s R_s + NOISE_WEIGHT v_n R_n)^-1 keeps more of the
+# dialogue in DX than the plain MMSE filter (1.0): on the stereo tuning clips 0.5 scored +0.33 dB
+# dialogue SDR over 1.0 and left 9.9 s of speech in their M&E (QC's detector) instead of 11.6 s
+# (DeepFilterNet3 alone: 17.2 s); 0.25 was within 0.02 dB, 0.1 0.3 dB lower; 5.1 within 0.01 dB.
+NOISE_WEIGHT = 0.5
 SMOOTH_BINS = 32  # the dialogue's spread is averaged over 2 x 32 + 1 bins (760 Hz)
 _TINY = 1e-12  # powers below this are silence
 
@@ -247,5 +253,5 @@ def _apply(x: np.ndarray, dialogue: np.ndarray) -> np.ndarray:
     v_s = np.mean(np.abs(dialogue) ** 2, axis=1, keepdims=True)  # shape: (bins, 1, frames)
     v_n = np.mean(np.abs(rest) ** 2, axis=1, keepdims=True)
     signal = v_s * np.maximum(lam, 0.0).astype(np.float32)[:, :, None]  # shape: (bins, channels, frames)
-    gains = signal / (signal + v_n + _TINY)
+    gains = signal / (signal + NOISE_WEIGHT * v_n + _TINY)
     return synthesis @ ((analysis @ x) * gains)
