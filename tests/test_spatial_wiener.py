@@ -144,3 +144,15 @@ def test_one_group_with_the_centre_first(layout: str, mode: str, expected: tuple
     names = tuple(layout_names[c] for c in searched_channels(layout, mode, layout_names))
     (group,) = centre_first(tuple(range(len(names))), names)
     assert tuple(names[i] for i in group) == expected
+
+
+@pytest.mark.parametrize("channels", [2, 5])
+def test_silence_and_a_lone_click_give_finite_dialogue(channels: int) -> None:
+    # All-zero chunks and a chunk whose only sound is one sample: covariances of
+    # nothing must not turn into NaN through the regularised inversion.
+    mix = np.zeros((3 * SR + 11, channels), dtype=np.float32)
+    mix[2 * SR, -1] = 0.5
+    dialogue = _stream_dialogue(mix, 10_007)
+    assert dialogue.shape == mix.shape
+    assert np.isfinite(dialogue).all()
+    assert np.abs(dialogue[: SR]).max() == 0
