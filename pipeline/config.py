@@ -309,8 +309,8 @@ def _describe(error: dict[str, Any], label: str, model: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         owners = _backends_taking(loc)
         if owners:
-            takers = " and ".join(owners)
-            return f"{label}: {key}: only the {takers} backend takes it; remove it or set {loc[0]}.backend"
+            takers = " and ".join(owners) + (" backend takes" if len(owners) == 1 else " backends take")
+            return f"{label}: {key}: only the {takers} it; remove it or set {loc[0]}.backend"
         allowed = ", ".join(_fields_at(model, loc[:-1])) or "none"
         return f"{label}: {key}: unknown key; allowed keys here: {allowed}"
     if kind == "missing":

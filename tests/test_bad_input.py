@@ -108,7 +108,7 @@ def test_the_readme_project_example_is_valid_as_written(tmp_path, capsys):  # 4
     project = readme_project(tmp_path)
     loaded = load_project(project)
     assert (loaded.extract.language, loaded.extract.audio_stream) == ("eng", None)
-    assert (loaded.separate.dialogue_channels, loaded.diarize.num_speakers) == ("front", 3)
+    assert (loaded.separate.dialogue_channels, loaded.diarize.num_speakers) == ("all", 3)
     assert set(loaded.diarize.speakers) == {"ALICE", "BOB"}
     assert (loaded.assemble.title, loaded.assemble.crossfade_ms, loaded.output) == ("MYFILM_R1", 20, tmp_path / "out/reel1")
     assert main(["validate", str(project)]) == 0

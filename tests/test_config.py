@@ -44,7 +44,7 @@ def test_wrong_value_names_file_key_and_allowed_values(media):
     project = write_project(media.parent, f"input: '{media.name}'\noutput: out\nseparate:\n  backend: demux\n")
     with pytest.raises(ConfigError) as err:
         load_project(project)
-    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3, bandit, cinesep"
+    assert str(err.value) == f"{project}: separate.backend: 'demux' is not one of: dfn3-spatial, dfn3, bandit, cinesep"
 
 
 def test_unknown_key_lists_allowed_keys(media):
@@ -90,7 +90,7 @@ def test_command_line_overrides_input_and_output(media, tmp_path, monkeypatch):
 def test_no_project_runs_default_preset_and_needs_input(media):
     with pytest.raises(ConfigError, match=r"preset 'default': input: required; .* --input"):
         load_project(None)
-    assert load_project(None, media, media.parent / "out").separate.backend == "dfn3"
+    assert load_project(None, media, media.parent / "out").separate.backend == "dfn3-spatial"
 
 
 def test_cli_validate_exit_codes(media, capsys):
@@ -127,8 +127,8 @@ def test_model_directory_path_is_relative_to_the_project(media):
     [
         ("model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes it; remove it or set separate\.backend"),
         ("backend: bandit\n  model: dfn3", r"separate\.model: dfn3 is a deepfilternet3 model; the bandit backend runs: bandit-v2"),
-        ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3 backend takes it"),
-        ("backend: cinesep\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3 backend takes it"),
+        ("backend: bandit\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3-spatial and dfn3 backends take it"),
+        ("backend: cinesep\n  atten_lim_db: 12", r"separate\.atten_lim_db: only the dfn3-spatial and dfn3 backends take it"),
         ("backend: cinesep\n  model: bandit-plus-dnr", r"separate\.model: only the bandit backend takes it"),
     ],
 )

@@ -132,6 +132,7 @@ class SeparationBackend(ABC):
 SEPARATORS: Registry[SeparationBackend] = Registry(
     "separation",
     {
+        "dfn3-spatial": "dubprep.stages.backends.dfn3_spatial:Dfn3Spatial",
         "dfn3": "dubprep.stages.backends.dfn3:Dfn3",
         "bandit": "dubprep.stages.backends.bandit:Bandit",
         "cinesep": "dubprep.stages.backends.cinesep:CineSep",
