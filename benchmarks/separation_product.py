@@ -243,7 +243,7 @@ def code_version(dubprep: Path) -> str:
     """Commit (and '+dirty') of the checkout whose dubprep is run."""
     folder = str(dubprep.resolve().parent)
     head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", folder, "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
     return f"{head or 'unknown'}{'+dirty' if dirty else ''}"
 
 
