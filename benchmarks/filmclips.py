@@ -106,9 +106,16 @@ SETS: dict[str, tuple[Rule, ...]] = {
         Rule("supertux-data", "music", r".*/supertux2/music/.*\.ogg"),
         Rule("lugaru-data", "effects", r".*/lugaru/Sounds/[^/]+\.ogg", r".*/Music[^/]*"),
         # Unit acknowledgements ('_ack', '_select') are spoken: not effects.
-        Rule("megaglest-data", "effects", r".*/megaglest/(techs/megapack/commondata|tilesets/[^/]+)/sounds/[^/]+\.(wav|ogg)",
-             r".*_(ack|select)\d*\.wav"),
-        Rule("openarena-data", "effects", r".*/pak0\.pk3!sound/(world|items|weapons|movers|player/footsteps)/.*\.(wav|ogg)"),
+        Rule(
+            "megaglest-data", "effects",
+            r".*/megaglest/(techs/megapack/commondata|tilesets/[^/]+)/sounds/[^/]+\.(wav|ogg)",
+            r".*_(ack|select)\d*\.wav",
+        ),
+        # Its sounds are inside a zip (.pk3); voices (player/<name>, feedback, announcer) are left out.
+        Rule(
+            "openarena-data", "effects",
+            r".*/pak0\.pk3!sound/(world|items|weapons|movers|player/footsteps)/.*\.(wav|ogg)",
+        ),
     ),
     "tune": (
         Rule("asterisk-core-sounds-en-g722", "speech", r".*/en_US_f_Allison/[^/]+\.g722", _TONES),
@@ -119,7 +126,10 @@ SETS: dict[str, tuple[Rule, ...]] = {
         Rule("fb-music-high", "music", r".*/frozen-bubble/snd/[^/]+\.xm"),
         Rule("wesnoth-1.16-music", "music", r".*/wesnoth/.*/music/[^/]+\.ogg"),
         Rule("fillets-ng-data", "music", r".*/fillets-ng/music/rybky\d+\.ogg"),
-        Rule("sound-theme-freedesktop", "effects", r".*/freedesktop/stereo/[^/]+\.oga", r".*/(audio-channel-|audio-test-signal)[^/]*"),
+        Rule(  # the spoken channel names and the test signal are not effects
+            "sound-theme-freedesktop", "effects",
+            r".*/freedesktop/stereo/[^/]+\.oga", r".*/(audio-channel-|audio-test-signal)[^/]*",
+        ),
         Rule("extremetuxracer-data", "effects", r".*/etr/sounds/[^/]+\.wav"),
         Rule("lincity-ng-data", "effects", r".*/lincity-ng/sounds/[^/]+\.wav"),
         Rule("hedgewars-data", "effects", r".*/hedgewars/Data/Sounds/[^/]+\.ogg"),
@@ -174,9 +184,12 @@ def _package_paths(package: str, cache: Path) -> tuple[str, list[str]]:
         deb = sorted((cache / "debs").glob(f"{package}_*.deb"))[-1]
         listing = cache / "listings" / f"{deb.name}.txt"
         if not listing.exists():
-            tar = subprocess.run(f"dpkg-deb --fsys-tarfile '{deb}' | tar -t", shell=True, capture_output=True, check=True)
+            tar = subprocess.run(
+                f"dpkg-deb --fsys-tarfile '{deb}' | tar -t", shell=True, capture_output=True, check=True
+            )
             names = [str(root / name.removeprefix("./")) for name in tar.stdout.decode().splitlines()]
-            names += [f"{name}!{member}" for name in names if name.endswith(".pk3") for member in zipfile.ZipFile(name).namelist()]
+            archives = [name for name in names if name.endswith(".pk3")]
+            names += [f"{name}!{member}" for name in archives for member in zipfile.ZipFile(name).namelist()]
             listing.parent.mkdir(parents=True, exist_ok=True)
             tmp = listing.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text("\n".join(names) + "\n")
@@ -195,10 +208,13 @@ def find_pool(split: str, cache: Path) -> Pool:
         debs.add(deb)
         matches = sorted(p for p in paths if re.fullmatch(rule.pattern, p) and not re.fullmatch(rule.exclude, p))
         if not matches:
-            raise FileNotFoundError(f"{rule.package} ships no {rule.role} file matching {rule.pattern}; fix its rule in {__file__}")
+            raise FileNotFoundError(
+                f"{rule.package} ships no {rule.role} file matching {rule.pattern}; fix its rule in {__file__}"
+            )
         if rule.grouped:
             folders = sorted({str(Path(p).parent) for p in matches})
-            found[rule.role] += [Source(rule.package, tuple(p for p in matches if str(Path(p).parent) == f)) for f in folders]
+            songs = [tuple(p for p in matches if str(Path(p).parent) == folder) for folder in folders]
+            found[rule.role] += [Source(rule.package, files) for files in songs]
         else:
             found[rule.role] += [Source(rule.package, (p,)) for p in matches]
     return Pool(**{role: tuple(sources) for role, sources in found.items()}, debs=tuple(sorted(debs)))
@@ -234,7 +250,8 @@ def duration_s(path: Path) -> float:
     try:
         return sf.info(str(path)).duration
     except sf.LibsndfileError:
-        command = [str(find_tool("ffprobe")), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+        command = [str(find_tool("ffprobe")), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]
+        command.append(str(path))
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
         return float(out) if out not in ("", "N/A") else len(decode(path, 1)) / SR
 
@@ -412,7 +429,8 @@ def make_clip(split: str, seed: int, index: int, pool: Pool, cache: Path) -> Cli
         bed, bed_path = _bed(spec, pool.effects, cache, rng)
         spots = spots + _to_lufs(bed, spec.layout, loudness_lufs(spots, spec.layout) + BED_UNDER_SPOTS_DB)
     stems["FX"] = _with_lfe(spots, spec.layout)
-    targets = {n: lufs + rng.uniform(-LEVEL_SPREAD_LU, LEVEL_SPREAD_LU) for n, lufs in BALANCES_LUFS[spec.balance].items()}
+    spread_lu = LEVEL_SPREAD_LU
+    targets = {n: lufs + rng.uniform(-spread_lu, spread_lu) for n, lufs in BALANCES_LUFS[spec.balance].items()}
     stems = {n: _to_lufs(stem, spec.layout, targets[n]) for n, stem in stems.items()}
     gain = min(1.0, PEAK_CEILING / float(np.abs(sum(stems.values())).max()))
     stems = {n: (stem * np.float32(gain)).astype(np.float32) for n, stem in stems.items()}
@@ -477,7 +495,8 @@ def describe(folder: Path) -> str:
     bleed = f", DX bleed into L/R {spec['bleed_db']:.1f} dB" if spec["bleed_db"] is not None else ""
     levels = " ".join(f"{n} {v:.1f}" for n, v in info["loudness_lufs"].items())
     return (
-        f"{folder.name}: {spec['layout']} {spec['balance']} {spec['container']}{bleed}; voices {info['voice_package']}; "
+        f"{folder.name}: {spec['layout']} {spec['balance']} {spec['container']}{bleed}; "
+        f"voices {info['voice_package']}; "
         f"music {info['music'][0]}; bed {info['bed'] or '-'}; LUFS {levels}"
     )
 

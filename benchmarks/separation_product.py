@@ -89,7 +89,8 @@ def raw_dfn3_dialogue(mix: np.ndarray, layout: str) -> np.ndarray:
     signal = mix.mean(axis=1) if layout == "stereo" else mix[:, names.index("C")]
     stream = Dfn3Stream(Dfn3Params().atten_lim_db)
     try:
-        parts = [stream.process(signal[at : at + BLOCK_FRAMES, None])[DIALOGUE] for at in range(0, len(signal), BLOCK_FRAMES)]
+        blocks = (signal[at : at + BLOCK_FRAMES, None] for at in range(0, len(signal), BLOCK_FRAMES))
+        parts = [stream.process(block)[DIALOGUE] for block in blocks]
         parts.append(stream.flush()[DIALOGUE])
     finally:
         stream.close()
@@ -122,7 +123,8 @@ def baseline_speech_s(folder: Path, layout: str, base: dict[str, np.ndarray]) ->
     if not path.exists():
         me_path = folder / f".raw_dfn3_ME.{os.getpid()}.wav"
         _write_float(me_path, base["mix"] - base["raw_dx"])
-        found = {name: detect_speech([wav], layout, NullProgress()) for name, wav in (("true_me", folder / "ME.wav"), ("raw_dfn3_me", me_path))}
+        wavs = {"true_me": folder / "ME.wav", "raw_dfn3_me": me_path}
+        found = {name: detect_speech([wav], layout, NullProgress()) for name, wav in wavs.items()}
         me_path.unlink()
         text = json.dumps({name: sum(s.duration_s for s in spans) for name, spans in found.items()})
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -156,7 +158,8 @@ def run_product(dubprep: Path, project: dict, media: Path, out: Path) -> tuple[d
     """`dubprep run` on ``media``; the delivered stems (frames, channels), qc.json and the wall seconds."""
     project_path = out.parent / f"{out.name}.yaml"
     project_path.write_text(yaml.safe_dump(project))
-    command = ["nice", "-n", "19", str(dubprep), "run", str(project_path), "--input", str(media), "--output", str(out), "--quiet"]
+    command = ["nice", "-n", "19", str(dubprep), "run", str(project_path)]
+    command += ["--input", str(media), "--output", str(out), "--quiet"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall_s = time.perf_counter() - started
@@ -171,7 +174,9 @@ def run_product(dubprep: Path, project: dict, media: Path, out: Path) -> tuple[d
     return stems, json.loads((out / "deliverables" / "qc.json").read_text()), wall_s
 
 
-def score_clip(truth: dict[str, np.ndarray], stems: dict[str, np.ndarray], base: dict[str, np.ndarray], layout: str) -> dict:
+def score_clip(
+    truth: dict[str, np.ndarray], stems: dict[str, np.ndarray], base: dict[str, np.ndarray], layout: str
+) -> dict:
     """Every number of one clip: product SDRs, baselines, dialogue left in the M&E."""
     frames = min(len(truth["DX"]), *(len(s) for s in stems.values()))
     t = {n: scored(a[:frames], layout) for n, a in truth.items()}
@@ -196,7 +201,7 @@ def run_clip(folder: Path, dubprep: Path, project: dict, work: Path) -> dict:
     layout = info["spec"]["layout"]
     base = baselines(folder, layout)
     stems, qc, wall_s = run_product(dubprep, project, clip_media(folder), work / folder.name)
-    row = {"clip": folder.name, "layout": layout, "balance": info["spec"]["balance"], "container": info["spec"]["container"]}
+    row = {"clip": folder.name, "layout": layout, **{key: info["spec"][key] for key in ("balance", "container")}}
     row |= score_clip(read_truth(folder), stems, base, layout)
     row["qc_speech_in_me_s"] = qc["dialogue_in_me"]["speech_s"]
     speech_s = baseline_speech_s(folder, layout, base)
@@ -243,7 +248,8 @@ def code_version(dubprep: Path) -> str:
     """Commit (and '+dirty') of the checkout whose dubprep is run."""
     folder = str(dubprep.resolve().parent)
     head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
+    status = ["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"]
+    dirty = subprocess.run(status, capture_output=True, text=True).stdout.strip()
     return f"{head or 'unknown'}{'+dirty' if dirty else ''}"
 
 
@@ -279,15 +285,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seed", type=int, help="seed of the set (default: 2000 tune, 3000 test)")
     parser.add_argument("--preset", default="default", help="the preset (or project YAML) the run extends")
-    parser.add_argument("--param", action="append", default=[], help="project key KEY=VALUE, e.g. separate.backend=dfn3")
-    parser.add_argument("--dubprep", type=Path, default=Path(sys.executable).parent / "dubprep", help="dubprep executable")
+    parser.add_argument("--param", action="append", default=[], help="project key=value: separate.backend=dfn3")
+    parser.add_argument("--dubprep", type=Path, default=Path(sys.executable).parent / "dubprep", help="executable")
     parser.add_argument("--label", help="name of the results file, benchmarks/results/LABEL.json")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="per-clip deltas B - A of two saved labels")
     args = parser.parse_args()
     if not args.compare and not (args.split and args.label):
         parser.error("give --set and --label to run, or --compare A B")
     if args.split == "reserved" and args.split not in SETS:
-        parser.error("the reserved set has no sources in benchmarks/filmclips.py SETS yet; it is run rarely, add them first")
+        parser.error("the reserved set has no sources in benchmarks/filmclips.py SETS yet; add them there first")
     return args
 
 
