@@ -244,6 +244,18 @@ def print_table(rows: list[dict]) -> None:
     print(f"{'worst':37s}" + worst)
 
 
+def print_against_baselines(rows: list[dict]) -> None:
+    """Issue 15's yardsticks: DX and ME against raw DFN3, MX and FX against the trivial split (mean, worst clip)."""
+    pairs = (("DX", "raw_dfn3_sdr_db"), ("ME", "raw_dfn3_sdr_db"), ("MX", "trivial_sdr_db"), ("FX", "trivial_sdr_db"))
+    parts = []
+    for stem, baseline in pairs:
+        gains = [row["sdr_db"][stem] - row[baseline][stem] for row in rows]
+        worst = int(np.argmin(gains))
+        name = "raw DFN3" if baseline.startswith("raw") else "trivial"
+        parts.append(f"{stem} {np.mean(gains):+.2f} vs {name} (worst {gains[worst]:+.2f}, {rows[worst]['clip']})")
+    print("gain: " + "; ".join(parts))
+
+
 def code_version(dubprep: Path) -> str:
     """Commit (and '+dirty') of the checkout whose dubprep is run."""
     folder = str(dubprep.resolve().parent)
@@ -268,6 +280,9 @@ def compare(label_a: str, label_b: str) -> None:
         deltas.append([value(row, path) - value(rows_a[row["clip"]], path) for _, path, _ in picked])
         print(f"{row['clip']:22s} {row['layout']:6s} {row['balance']:7s}" + "".join(f"{d:+10.2f}" for d in deltas[-1]))
     print(f"{'mean':37s}" + "".join(f"{d:+10.2f}" for d in np.mean(deltas, axis=0)))
+    for label, rows in ((label_a, [rows_a[r["clip"]] for r in shared]), (label_b, shared)):
+        print(f"{label}: ", end="")
+        print_against_baselines(rows)
 
 
 def save(label: str, header: dict, rows: list[dict]) -> Path:
@@ -321,6 +336,7 @@ def main() -> None:
             shutil.rmtree(Path(work) / folder.name)  # delivered stems are large; scored, they go
             save(args.label, header, rows)
     print_table(rows)
+    print_against_baselines(rows)
     print(f"results: {save(args.label, header, rows)}")
 
 
