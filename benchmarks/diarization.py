@@ -30,9 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyannote.audio
+import soundfile as sf
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
@@ -50,9 +52,10 @@ def _annotation(rttm: Path) -> Annotation:
     return next(iter(load_rttm(rttm).values()), Annotation()) if rttm.exists() and rttm.stat().st_size else Annotation()
 
 
-def score(reference: Annotation, hypothesis: Annotation) -> dict:
-    """DER (no collar, and +-0.25 s), its parts, JER, speaker counts and first-word coverage."""
-    detailed = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, detailed=True)
+def score(reference: Annotation, hypothesis: Annotation, duration_s: float) -> dict:
+    """DER (no collar, and +-0.25 s), its parts, JER, speaker counts and first-word coverage, over 0..``duration_s``."""
+    uem = Timeline([Segment(0.0, duration_s)])
+    detailed = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, uem=uem, detailed=True)
     total = detailed["total"]
     first = reference.get_timeline().support()[0]
     first_word = Segment(first.start, min(first.end, first.start + FIRST_WORD_S))
@@ -62,16 +65,16 @@ def score(reference: Annotation, hypothesis: Annotation) -> dict:
         "miss": detailed["missed detection"] / total,
         "false_alarm": detailed["false alarm"] / total,
         "confusion": detailed["confusion"] / total,
-        "der_collar": DiarizationErrorRate(collar=COLLAR_S, skip_overlap=False)(reference, hypothesis),
-        "jer": JaccardErrorRate()(reference, hypothesis),
+        "der_collar": DiarizationErrorRate(collar=COLLAR_S, skip_overlap=False)(reference, hypothesis, uem=uem),
+        "jer": JaccardErrorRate()(reference, hypothesis, uem=uem),
         "found": len(hypothesis.labels()),
         "true": len(reference.labels()),
         "first_word": covered_s / first_word.duration,
     }
 
 
-def run_product(dubprep: Path, media: Path, folder: Path) -> tuple[Annotation, dict]:
-    """``dubprep run`` on ``media`` into ``folder``/out; its delivered turns, wall time and exit status."""
+def run_product(dubprep: Path, media: Path, folder: Path, keep_rttm: Path) -> tuple[Annotation, dict]:
+    """``dubprep run`` on ``media`` into ``folder``/out; its delivered turns (copied to ``keep_rttm``), wall time, exit status."""
     out = folder / "out"
     start = time.perf_counter()
     run = subprocess.run([str(dubprep), "run", "--input", str(media), "--output", str(out), "--quiet"],
@@ -80,6 +83,7 @@ def run_product(dubprep: Path, media: Path, folder: Path) -> tuple[Annotation, d
     turns = out / "deliverables" / "turns.rttm"
     if not turns.exists():
         raise RuntimeError(f"dubprep run on {media} delivered no turns.rttm (exit {run.returncode}):\n{run.stderr[-2000:]}")
+    keep_rttm.write_bytes(turns.read_bytes())
     note = run.stderr.strip().splitlines()[-1][:120] if run.returncode else ""
     return _annotation(turns), {"wall_s": round(wall_s, 1), "exit": run.returncode, "note": note}
 
@@ -93,22 +97,24 @@ def commit_of(dubprep: Path) -> str:
     return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
-def run_cases(split: str, cases_dir: Path, dubprep: Path) -> list[dict]:
-    """Every case of ``split`` and sample.wav through ``dubprep``; one result row each, printed as it comes."""
-    cases = [("sample.wav", SAMPLE_WAV, SAMPLE_WAV.with_suffix(".rttm"), {})]
+def run_cases(split: str, cases_dir: Path, dubprep: Path, turns_dir: Path) -> Iterator[dict]:
+    """Every case of ``split`` and sample.wav through ``dubprep``; one result row each, printed as it comes.
+
+    The delivered turns are kept in ``turns_dir`` (<case>.rttm).
+    """
+    turns_dir.mkdir(parents=True, exist_ok=True)
+    cases = [("sample.wav", SAMPLE_WAV, SAMPLE_WAV.with_suffix(".rttm"), {"duration_s": sf.info(str(SAMPLE_WAV)).duration})]
     for case in build_set(split, cases_dir, DEFAULT_SEEDS[split]):
         details = json.loads((case.folder / "case.json").read_text())
         cases.append((case.folder.name, case.media, case.rttm, details))
-    rows = []
     print(_HEADER, flush=True)
     for name, media, rttm, details in cases:
         with tempfile.TemporaryDirectory(prefix="diarbench-") as tmp:
-            hypothesis, run = run_product(dubprep, media, Path(tmp))
-        row = {"case": name, **score(_annotation(rttm), hypothesis), **run,
-               "duration_s": details.get("duration_s", 30.0), "voices": details.get("voices", [])}
-        rows.append(row)
+            hypothesis, run = run_product(dubprep, media, Path(tmp), turns_dir / f"{name}.rttm")
+        row = {"case": name, **score(_annotation(rttm), hypothesis, details["duration_s"]), **run,
+               "duration_s": details["duration_s"], "voices": details.get("voices", [])}
         print(_line(row), flush=True)
-    return rows
+        yield row
 
 
 _HEADER = (f"{'case':28s} {'DER':>6s} {'miss':>5s} {'FA':>5s} {'conf':>5s} {'DER.25':>6s} {'JER':>6s} {'spk':>5s}"
@@ -143,6 +149,12 @@ def compare(split: str, results_dir: Path, labels: tuple[str, str]) -> None:
         for row in result["rows"]:
             print(_line(row))
         print(summary(result["rows"]))
+    a, b = ({row["case"]: row for row in result["rows"]} for result in saved)
+    print(f"== {labels[0]} -> {labels[1]}: DER, DER.25, speakers found/true")
+    for case in [name for name in a if name in b]:
+        print(f"{case:28s} {100 * a[case]['der']:5.1f} -> {100 * b[case]['der']:5.1f}   "
+              f"{100 * a[case]['der_collar']:5.1f} -> {100 * b[case]['der_collar']:5.1f}   "
+              f"{a[case]['found']}/{a[case]['true']} -> {b[case]['found']}/{b[case]['true']}")
 
 
 def main() -> None:
@@ -157,14 +169,20 @@ def main() -> None:
     if args.compare:
         compare(args.split, results_dir, tuple(args.compare))
         return
-    rows = run_cases(args.split, args.cases, args.dubprep)
-    print(summary(rows))
-    results_dir.mkdir(parents=True, exist_ok=True)
     result = {"label": args.label, "set": args.split, "dubprep": str(args.dubprep), "commit": commit_of(args.dubprep),
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
-    target = results_dir / f"{args.split}-{args.label}.json"
-    target.with_suffix(".tmp").write_text(json.dumps(result, indent=1) + "\n")
-    target.with_suffix(".tmp").replace(target)
+              "rows": []}
+    for row in run_cases(args.split, args.cases, args.dubprep, results_dir / f"{args.split}-{args.label}"):
+        result["rows"].append(row)
+        _save(result, results_dir / f"{args.split}-{args.label}.json")
+    print(summary(result["rows"]))
+
+
+def _save(result: dict, target: Path) -> None:
+    """``result`` as JSON at ``target``, replaced atomically (after each case, so a stopped run keeps its rows)."""
+    result["saved"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(target)
 
 
 if __name__ == "__main__":
