@@ -74,6 +74,8 @@ DURATION_RANGE_S = (60.0, 150.0)
 GAP_RANGE_S = (-0.4, 1.0)
 LINE_PAUSE_RANGE_S = (0.15, 0.5)
 BACKCHANNEL_MAX_S = 1.3
+BACKCHANNEL_MIN_TURN_S = 3.0
+LONGEST_LINE_S = 12.0
 BACKCHANNEL_CHANCE = 0.3
 SPEAKER_LEVEL_RANGE_DB = (-6.0, 3.0)
 LINE_LEVEL_SPREAD_DB = 1.5
@@ -123,7 +125,7 @@ VOICES: dict[str, tuple[Voice, ...]] = {
         Voice("armelle-fr", "asterisk-prompt-fr-armelle", rf"{_SHARE}/asterisk/sounds/fr/[^/]+\.gsm"),
         Voice("co-es", "asterisk-prompt-es-co", rf"{_SHARE}/asterisk/sounds/es/[^/]+\.gsm"),
         # Fish Fillets' English data has few voiced lines: the elk level's Russian one; its German one
-        # sounds like the same actor (--check-voices 0.77), the viking's are grunts.
+        # sounds like the same actor (--check-voices 0.77); the viking level's (dr-7-brble*, dr-7-sm*) are not lines.
         _fillets("en", "l", "fillets-ng-data", "elk"),
         # Synthetic, so only in the five- and six-speaker cases (_cast takes recorded voices first).
         Voice("flite-awb", "flite", "awb", synthetic=True),
@@ -267,10 +269,6 @@ def _line(pool: Pool, voice: Voice, rng: np.random.Generator, max_s: float) -> n
         if 0 < len(line) <= max_s * SR:
             return line
     return None
-
-
-LONGEST_LINE_S = 12.0
-BACKCHANNEL_MIN_TURN_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -453,9 +451,11 @@ def _cast(pool: Pool, voices: tuple[Voice, ...], count: int, rng: np.random.Gene
 
 
 def case_key(pool: Pool, split: str, seed: int, index: int) -> str:
-    """A hash of everything a case depends on: this builder's source, the .deb files, the set, seed and index."""
-    text = json.dumps({"builder": Path(__file__).read_text(), "debs": pool.debs, "split": split, "seed": seed,
-                       "index": index}, sort_keys=True)
+    """A hash of everything a case depends on: BUILDER_VERSION (bump it when the drawing changes), this
+    module's constants (levels, ranges, voices, backgrounds), the .deb files, the set, seed and index."""
+    constants = {name: value for name, value in globals().items() if name.isupper()}
+    text = json.dumps({"constants": constants, "debs": pool.debs, "split": split, "seed": seed, "index": index},
+                      sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
