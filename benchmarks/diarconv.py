@@ -17,8 +17,10 @@ was built from (``case.json``). Case ``i`` of a set is drawn from
   -0.4 s (overlap) to 1.0 s after; with two or more speakers, a turn of
   3 s or more gets a short line (<= 1.3 s) of another speaker inside it
   (a backchannel over the speech) three times in ten;
-- reference: one segment per line, from its first to its last frame above
-  -40 dB of its loudest 10-ms frame (pauses inside a line count as speech);
+- reference: each line's runs of 10-ms frames above -40 dB of its loudest
+  frame, pauses under 0.3 s inside a line counted as speech; nobody
+  overlaps themselves (a speaker's next line starts 0.15 s or more after
+  their last);
 - background: clean on ``CLEAN_CASES``, otherwise music and spot effects
   of the same split under the dialogue at the Divide-and-Remaster levels
   (speech -17, music -24, effects -21 LUFS, each +-2 LU, pyloudnorm);
@@ -65,7 +67,7 @@ from sepdata import cache_dir, fetch  # noqa: E402
 
 from dubprep.tools import find_tool  # noqa: E402
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 SR = 48_000
 SPEAKER_COUNTS = (1, 2, 2, 3, 3, 4, 5, 6)
 CLEAN_CASES = (1, 4)
@@ -81,6 +83,7 @@ SPEAKER_LEVEL_RANGE_DB = (-6.0, 3.0)
 LINE_LEVEL_SPREAD_DB = 1.5
 LINE_RMS_DBFS = -26.0
 TRIM_BELOW_PEAK_DB = -40.0
+MIN_PAUSE_S = 0.3
 LEVELS_LUFS = {"DX": -17.0, "MX": -24.0, "FX": -21.0}
 LEVEL_SPREAD_LU = 2.0
 EFFECT_MEAN_GAP_S = 2.5
@@ -279,6 +282,18 @@ class Dialogue:
     turns: tuple[tuple[float, float, str], ...]
 
 
+def _spoken_spans(line: np.ndarray) -> list[tuple[float, float]]:
+    """(start_s, end_s) of the runs of ``line``'s 10-ms frames above TRIM_BELOW_PEAK_DB of its loudest,
+    joined across pauses shorter than MIN_PAUSE_S: a line's reference segments."""
+    hop_samples = SR // 100
+    count = len(line) // hop_samples
+    rms = np.sqrt(np.mean(line[: count * hop_samples].reshape(count, hop_samples) ** 2, axis=1))  # shape: (count,)
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (TRIM_BELOW_PEAK_DB / 20))
+    breaks = np.flatnonzero(np.diff(loud) * hop_samples > MIN_PAUSE_S * SR)
+    starts, ends = np.r_[loud[0], loud[breaks + 1]], np.r_[loud[breaks], loud[-1]] + 1
+    return [(a * hop_samples / SR, b * hop_samples / SR) for a, b in zip(starts, ends)]
+
+
 def _turn(pool: Pool, voice: Voice, gain_db: float, start_s: float, rng: np.random.Generator) -> list:
     """1-3 lines of ``voice`` from ``start_s``, LINE_PAUSE_RANGE_S apart: [(start_s, line, name)]."""
     placed, at_s = [], start_s
@@ -304,19 +319,24 @@ def build_dialogue(pool: Pool, voices: tuple[Voice, ...], duration_s: float, rng
     """Turns of ``voices`` until ``duration_s``, with overlaps, gaps and backchannels.
 
     Some talk more than others: the largest share goes to the first voice (_cast puts most lines first).
+    Nobody overlaps themselves: a speaker's next line starts LINE_PAUSE_RANGE_S[0] or more after their last.
     """
     weights = np.sort(rng.dirichlet(np.full(len(voices), 2.0)))[::-1]
     gains_db = rng.uniform(*SPEAKER_LEVEL_RANGE_DB, size=len(voices))
-    placed, at_s, previous = [], rng.uniform(0.5, 2.0), -1
+    placed, at_s, previous, free_s = [], rng.uniform(0.5, 2.0), -1, [0.0] * len(voices)
     while at_s < duration_s:
         choices = [i for i in range(len(voices)) if i != previous] or [0]
         speaker = int(rng.choice(choices, p=weights[choices] / weights[choices].sum()))
-        turn = _turn(pool, voices[speaker], gains_db[speaker], at_s, rng)
-        end_s = turn[-1][0] + len(turn[-1][1]) / SR
+        turn = _turn(pool, voices[speaker], gains_db[speaker], max(at_s, free_s[speaker]), rng)
+        end_s = free_s[speaker] = turn[-1][0] + len(turn[-1][1]) / SR
         others = [i for i in range(len(voices)) if i != speaker]
-        if others and end_s - at_s >= BACKCHANNEL_MIN_TURN_S and rng.random() < BACKCHANNEL_CHANCE:
+        if others and end_s - turn[0][0] >= BACKCHANNEL_MIN_TURN_S and rng.random() < BACKCHANNEL_CHANCE:
             other = int(rng.choice(others))
-            turn += _backchannel(pool, voices[other], gains_db[other], turn, rng)
+            backchannel = _backchannel(pool, voices[other], gains_db[other], turn, rng)
+            if backchannel and backchannel[0][0] >= free_s[other]:
+                turn += backchannel
+                free_s[other] = backchannel[0][0] + len(backchannel[0][1]) / SR + LINE_PAUSE_RANGE_S[0]
+        free_s[speaker] += LINE_PAUSE_RANGE_S[0]
         placed += turn
         at_s, previous = end_s + rng.uniform(*GAP_RANGE_S), speaker
     frames = round((max(s + len(line) / SR for s, line, _ in placed) + rng.uniform(0.5, 1.5)) * SR)
@@ -325,7 +345,7 @@ def build_dialogue(pool: Pool, voices: tuple[Voice, ...], duration_s: float, rng
     for start_s, line, name in placed:
         start = round(start_s * SR)
         speech[start : start + len(line)] += line
-        turns.append((start / SR, (start + len(line)) / SR, name))
+        turns += [(start / SR + a_s, start / SR + b_s, name) for a_s, b_s in _spoken_spans(line)]
     return Dialogue(speech, tuple(sorted(turns)))
 
 

@@ -43,7 +43,7 @@ def _sample_voices(folder: Path) -> diarconv.Pool:
     return diarconv.Pool(folder, lines, (), (), ())
 
 
-def test_reference_turns_hold_the_speech_and_overlap_where_the_lines_do(tmp_path: Path) -> None:
+def test_reference_turns_hold_the_speech_and_only_different_speakers_overlap(tmp_path: Path) -> None:
     pool = _sample_voices(tmp_path)
     voices = tuple(diarconv.Voice(name, "none", "") for name in pool.lines)
     dialogue = diarconv.build_dialogue(pool, voices, 40.0, np.random.default_rng(5))
@@ -59,3 +59,6 @@ def test_reference_turns_hold_the_speech_and_overlap_where_the_lines_do(tmp_path
     starts = [start_s for start_s, _, _ in dialogue.turns]
     ends = [end_s for _, end_s, _ in dialogue.turns]
     assert any(s < e for s, e in zip(starts[1:], ends[:-1])), "no overlap drawn in 40 s"
+    for name in pool.lines:
+        own = [(start_s, end_s) for start_s, end_s, speaker in dialogue.turns if speaker == name]
+        assert all(end_s <= start_s for (_, end_s), (start_s, _) in zip(own, own[1:])), f"{name} overlaps themselves"
