@@ -17,8 +17,9 @@ was built from (``case.json``). Case ``i`` of a set is drawn from
   -0.4 s (overlap) to 1.0 s after; with two or more speakers, a turn of
   3 s or more gets a short line (<= 1.3 s) of another speaker inside it
   (a backchannel over the speech) three times in ten;
-- reference: each line's runs of 10-ms frames above -40 dB of its loudest
-  frame, pauses under 0.3 s inside a line counted as speech; nobody
+- reference: each line's runs of 10-ms frames within 40 dB of its loudest
+  and 10 dB over its noise floor (but never more than 25 dB under the
+  loudest), pauses under 0.3 s inside a line counted as speech; nobody
   overlaps themselves (a speaker's next line starts 0.15 s or more after
   their last);
 - background: clean on ``CLEAN_CASES``, otherwise music and spot effects
@@ -67,7 +68,7 @@ from sepdata import cache_dir, fetch  # noqa: E402
 
 from dubprep.tools import find_tool  # noqa: E402
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 SR = 48_000
 SPEAKER_COUNTS = (1, 2, 2, 3, 3, 4, 5, 6)
 CLEAN_CASES = (1, 4)
@@ -84,6 +85,8 @@ LINE_LEVEL_SPREAD_DB = 1.5
 LINE_RMS_DBFS = -26.0
 TRIM_BELOW_PEAK_DB = -40.0
 MIN_PAUSE_S = 0.3
+NOISE_MARGIN_DB = 10.0
+SPEECH_ABOVE_DB = -25.0  # never ask more of a frame than this (dB under the peak) to count as speech
 LEVELS_LUFS = {"DX": -17.0, "MX": -24.0, "FX": -21.0}
 LEVEL_SPREAD_LU = 2.0
 EFFECT_MEAN_GAP_S = 2.5
@@ -283,12 +286,16 @@ class Dialogue:
 
 
 def _spoken_spans(line: np.ndarray) -> list[tuple[float, float]]:
-    """(start_s, end_s) of the runs of ``line``'s 10-ms frames above TRIM_BELOW_PEAK_DB of its loudest,
-    joined across pauses shorter than MIN_PAUSE_S: a line's reference segments."""
+    """(start_s, end_s) of the runs of ``line``'s speech frames (10 ms, above its noise floor), joined across
+    pauses shorter than MIN_PAUSE_S: a line's reference segments."""
     hop_samples = SR // 100
     count = len(line) // hop_samples
     rms = np.sqrt(np.mean(line[: count * hop_samples].reshape(count, hop_samples) ** 2, axis=1))  # shape: (count,)
-    loud = np.flatnonzero(rms > rms.max() * 10 ** (TRIM_BELOW_PEAK_DB / 20))
+    # Some recordings' hiss (Armelle's GSM prompts: 35-38 dB under the peak) is above TRIM_BELOW_PEAK_DB,
+    # so speech must also stand NOISE_MARGIN_DB over the line's floor (its quietest tenth of frames).
+    floor_db = 20 * np.log10(np.percentile(rms, 10) / rms.max() + 1e-9)
+    threshold_db = max(TRIM_BELOW_PEAK_DB, min(floor_db + NOISE_MARGIN_DB, SPEECH_ABOVE_DB))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (threshold_db / 20))
     breaks = np.flatnonzero(np.diff(loud) * hop_samples > MIN_PAUSE_S * SR)
     starts, ends = np.r_[loud[0], loud[breaks + 1]], np.r_[loud[breaks], loud[-1]] + 1
     return [(a * hop_samples / SR, b * hop_samples / SR) for a, b in zip(starts, ends)]

@@ -157,6 +157,22 @@ def compare(split: str, results_dir: Path, labels: tuple[str, str]) -> None:
               f"{a[case]['found']}/{a[case]['true']} -> {b[case]['found']}/{b[case]['true']}")
 
 
+def rescore(split: str, cases_dir: Path, label: str) -> None:
+    """Score a saved run's delivered turns again against the cases' references as they are now."""
+    target = cases_dir / "results" / f"{split}-{label}.json"
+    result = json.loads(target.read_text())
+    references = {case.folder.name: case.rttm for case in build_set(split, cases_dir, DEFAULT_SEEDS[split])}
+    references["sample.wav"] = SAMPLE_WAV.with_suffix(".rttm")
+    for row in result["rows"]:
+        delivered = _annotation(target.with_suffix("") / f"{row['case']}.rttm")
+        row.update(score(_annotation(references[row["case"]]), delivered, row["duration_s"]))
+    _save(result, target)
+    print(_HEADER)
+    for row in result["rows"]:
+        print(_line(row))
+    print(summary(result["rows"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", choices=("tune", "test"), required=True, dest="split")
@@ -164,8 +180,12 @@ def main() -> None:
     parser.add_argument("--dubprep", type=Path, default=Path(sys.executable).with_name("dubprep"))
     parser.add_argument("--label", default="main", help="name of this run's results")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two labels' saved results")
+    parser.add_argument("--rescore", action="store_true", help="score --label's kept turns again (references changed)")
     args = parser.parse_args()
     results_dir = args.cases / "results"
+    if args.rescore:
+        rescore(args.split, args.cases, args.label)
+        return
     if args.compare:
         compare(args.split, results_dir, tuple(args.compare))
         return
