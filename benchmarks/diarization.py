@@ -1,209 +1,208 @@
-"""Diarization quality and speed of the builtin backend.
+"""Diarization through the product: ``dubprep run`` on media files, scoring the delivered turns.rttm.
 
-Always: pyannote.audio's bundled sample.wav (30 s, two real speakers, with
-its reference RTTM), resampled to a 48 kHz DX stem. With
-``--debian-voices``: conversations with known turns (and some overlaps)
-built from recorded voices in Debian packages (flite's ARCTIC voices awb,
-rms, slt and kal16, and the Allison prompts of asterisk-core-sounds-en-g722),
-fetched with ``apt-get download`` and unpacked with ``dpkg -x`` (nothing
-installed), to check that the settings are not fitted to the one sample.
-Each conversation is scored twice: alone as the DX stem, and mixed centre
-over music and effects at the separation benchmark's levels
-(benchmarks/sepdata.py: speech -17, music -24, effects -21 LUFS, each
-+-2 LU), separated by the separate stage (default settings) and diarized
-from its DX, as the pipeline does.
+    nice -n 19 .venv/bin/python benchmarks/diarization.py --set tune [--label main] [--dubprep PATH]
+    .venv/bin/python benchmarks/diarization.py --set tune --compare main diarize
 
-Prints DER and JER (pyannote.metrics, no collar, overlap scored), the
-speaker-count error and the real-time factor of the diarize stage (wall
-time, model loading included; the CPU seconds beside it are less disturbed
-by other work on the machine).
+Cases: pyannote.audio's bundled sample.wav (30 s, two real speakers, its
+reference RTTM; a public regression case) run as it is, and the eight
+conversations of ``--set`` built by benchmarks/diarconv.py (1-6 recorded
+voices of that split of corpus/splits.py, under its music and effects,
+stereo and 5.1, as .mov). Each is run as ``dubprep run --input MEDIA
+--output OUT --quiet`` with the default preset; ``--dubprep`` picks the
+executable, so another branch's build can be scored. A run that ends in a
+failed QC check still delivers its turns, and is scored (its exit status
+is in the results).
 
-    .venv/bin/python benchmarks/diarization.py [--debian-voices]
+Scores (pyannote.metrics, overlap scored): DER with no collar and with a
++-0.25 s collar, JER, speakers found vs true, and the part of the first
+0.5 s of the first reference line that lies in a delivered turn. Results
+go to ``CASES/results/<set>-<label>.json`` (with the executable's commit);
+``--compare A B`` prints two labels side by side.
+
+The test set is for reporting only: never tune anything on its numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import multiprocessing
-import os
+import json
 import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
+import pyannote.audio
 import soundfile as sf
-from pyannote.core import Annotation, Segment
+from pyannote.core import Annotation, Segment, Timeline
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
-from scipy.signal import resample_poly
 
-from common import run_stage
-from dubprep.media import MediaInfo
-from dubprep.stems import DX, MIX, WorkWriter
-from dubprep.tools import find_tool
-from sepdata import find_sources, speech_over_background, unpacked_root, write_clip
-from speech import SAMPLE_RTTM, sample_speech_48k
+from diarconv import DEFAULT_SEEDS, build_set
 
-_DEBS = ("flite", "libflite1", "asterisk-core-sounds-en-g722")
-_LINES = (
-    "Where were you last night when the lights went out?",
-    "I was at the station, waiting for the late train.",
-    "Nobody saw you there. Not the guard, not the ticket clerk.",
-    "Then ask the driver. He waved at me when the doors closed.",
-    "We did ask him. He says the train never stopped.",
-    "That is impossible, I stood on the platform for an hour.",
-    "Let us start again, and this time tell me everything.",
-    "Fine. I left the office at seven and walked along the river.",
-    "Did you meet anyone on the way?",
-    "Only the old man who sells newspapers by the bridge.",
-    "He closed his stall early yesterday because of the rain.",
-    "You seem to know a great deal about my evening.",
-    "It is my job to know. Sit down, please.",
-    "The captain wants an answer before midnight.",
-    "Bring the file from my desk, the blue one with the photographs.",
-    "Missing? Who else had the key to that drawer?",
-    "He went home an hour ago, he said his daughter was ill.",
-    "It is freezing outside, and the car will not start.",
-)
-# (name, voices, turns, seed): two to five speakers, one alone, and a 15-minute
-# programme (clustering then runs on a subsample of the windows).
-_CONVERSATIONS = (
-    ("two", ("rms", "slt"), 30, 1),
-    ("three", ("awb", "rms", "allison"), 40, 3),
-    ("five", ("rms", "slt", "awb", "kal16", "allison"), 50, 2),
-    ("four", ("awb", "slt", "kal16", "allison"), 40, 7),
-    ("one-allison", ("allison",), 15, 4),
-    ("one-rms", ("rms",), 10, 5),
-    ("15-minutes", ("rms", "slt", "awb", "kal16", "allison"), 200, 11),
-)
+SAMPLE_WAV = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
+COLLAR_S = 0.5  # pyannote's collar is the whole width: +-0.25 s around each reference boundary
+FIRST_WORD_S = 0.5
+DEFAULT_CASES = Path.home() / ".cache" / "dubprep-diarbench"
 
 
-def score(reference: Annotation, work: Path, programme_s: float, wall_s: float, cpu_s: float) -> str:
-    """One result line: DER, JER, speakers found vs true, real-time factor (wall and CPU)."""
-    hypothesis = next(iter(load_rttm(work / "turns.rttm").values()), Annotation())
-    der = DiarizationErrorRate()(reference, hypothesis, detailed=True)
-    jer = JaccardErrorRate()(reference, hypothesis)
-    found, true = len(hypothesis.labels()), len(reference.labels())
-    return (
-        f"DER {100 * der['diarization error rate']:5.1f} %  (miss {100 * der['missed detection'] / der['total']:4.1f}"
-        f"  false alarm {100 * der['false alarm'] / der['total']:4.1f}  confusion "
-        f"{100 * der['confusion'] / der['total']:4.1f})  JER {100 * jer:5.1f} %  speakers {found}/{true} "
-        f"(error {found - true:+d})  RTF {wall_s / programme_s:.3f} ({programme_s:.0f} s in {wall_s:.1f} s, "
-        f"CPU {cpu_s:.1f} s)"
-    )
+def _annotation(rttm: Path) -> Annotation:
+    """The first (only) recording's turns in ``rttm``; empty when it has none."""
+    return next(iter(load_rttm(rttm).values()), Annotation()) if rttm.exists() and rttm.stat().st_size else Annotation()
 
 
-def run_on(name: str, speech_48k: np.ndarray, reference: Annotation, folder: Path) -> None:
-    """Write ``speech_48k`` as a mono DX stem, diarize it in a fresh process and print the scores."""
-    inputs = folder / name / "in"
-    inputs.mkdir(parents=True)
-    with WorkWriter(inputs / DX, 1) as writer:  # as separate stores it
-        writer.write(speech_48k[:, None])  # shape: (frames, 1)
-    media = MediaInfo(f"{name}.wav", 0, "pcm_f32le", "mono", 1, 48000, len(speech_48k), 48000, 0.0, None, None)
-    media.save(inputs / "media.json")
-    diarize(name, inputs / DX, inputs / "media.json", reference, folder / name / "work")
+def score(reference: Annotation, hypothesis: Annotation, duration_s: float) -> dict:
+    """DER (no collar, and +-0.25 s), its parts, JER, speaker counts and first-word coverage, over 0..``duration_s``."""
+    uem = Timeline([Segment(0.0, duration_s)])
+    detailed = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, uem=uem, detailed=True)
+    total = detailed["total"]
+    first = reference.get_timeline().support()[0]
+    first_word = Segment(first.start, min(first.end, first.start + FIRST_WORD_S))
+    covered_s = hypothesis.get_timeline().support().crop(first_word).duration() if hypothesis else 0.0
+    return {
+        "der": detailed["diarization error rate"],
+        "miss": detailed["missed detection"] / total,
+        "false_alarm": detailed["false alarm"] / total,
+        "confusion": detailed["confusion"] / total,
+        "der_collar": DiarizationErrorRate(collar=COLLAR_S, skip_overlap=False)(reference, hypothesis, uem=uem),
+        "jer": JaccardErrorRate()(reference, hypothesis, uem=uem),
+        "found": len(hypothesis.labels()),
+        "true": len(reference.labels()),
+        "first_word": covered_s / first_word.duration,
+    }
 
 
-def run_under_background(name: str, speech_48k: np.ndarray, reference: Annotation, index: int, folder: Path) -> None:
-    """Mix ``speech_48k`` over music and effects, separate it, diarize its DX and print the scores."""
-    clip = folder / f"{name}-mixed"
-    np.save(folder / f"{name}.npy", speech_48k)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        # Its own process: the decoded music and effects would count in the stages' peak RSS.
-        pool.apply(_write_mix, (folder / f"{name}.npy", index, clip))
-    inputs = {MIX: clip / MIX, "media.json": clip / "media.json"}
-    run_stage("dubprep.stages.separate.SeparateStage", {}, inputs, clip / "mix.wav", clip / "separated")
-    diarize(f"{name}+ME", clip / "separated" / DX, clip / "media.json", reference, clip / "work")
+def run_product(dubprep: Path, media: Path, folder: Path, keep_rttm: Path) -> tuple[Annotation, dict]:
+    """``dubprep run`` on ``media`` into ``folder``/out; its delivered turns (copied to ``keep_rttm``), wall time, exit status."""
+    out = folder / "out"
+    start = time.perf_counter()
+    run = subprocess.run([str(dubprep), "run", "--input", str(media), "--output", str(out), "--quiet"],
+                         capture_output=True, text=True)
+    wall_s = time.perf_counter() - start
+    turns = out / "deliverables" / "turns.rttm"
+    if not turns.exists():
+        raise RuntimeError(f"dubprep run on {media} delivered no turns.rttm (exit {run.returncode}):\n{run.stderr[-2000:]}")
+    keep_rttm.write_bytes(turns.read_bytes())
+    note = run.stderr.strip().splitlines()[-1][:120] if run.returncode else ""
+    return _annotation(turns), {"wall_s": round(wall_s, 1), "exit": run.returncode, "note": note}
 
 
-def _write_mix(speech_path: Path, index: int, folder: Path) -> None:
-    """The conversation centred over music and effects (clip ``index``'s music) as mix.wav and media.json."""
-    speech = np.load(speech_path)
-    write_clip(speech_over_background(speech, find_sources(unpacked_root()), index, 1000 + index), folder)
+def commit_of(dubprep: Path) -> str:
+    """The git commit of the worktree ``dubprep`` (WORKTREE/.venv/bin/dubprep) runs from, '+dirty' if changed."""
+    root = dubprep.parent.parent.parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
-def diarize(name: str, dx: Path, media: Path, reference: Annotation, work: Path) -> None:
-    """Run the diarize stage on ``dx`` in a fresh process and print its scores."""
-    run = run_stage("dubprep.stages.diarize.DiarizeStage", {}, {DX: dx, "media.json": media}, dx, work)
-    programme_s = sf.info(str(dx)).duration
-    print(f"{name:15s} {score(reference, work, programme_s, run.wall_s, run.cpu_s)}  "
-          f"peak RSS {run.peak_rss_mib:.0f} MiB", flush=True)
+def run_cases(split: str, cases_dir: Path, dubprep: Path, turns_dir: Path) -> Iterator[dict]:
+    """Every case of ``split`` and sample.wav through ``dubprep``; one result row each, printed as it comes.
+
+    The delivered turns are kept in ``turns_dir`` (<case>.rttm).
+    """
+    turns_dir.mkdir(parents=True, exist_ok=True)
+    cases = [("sample.wav", SAMPLE_WAV, SAMPLE_WAV.with_suffix(".rttm"), {"duration_s": sf.info(str(SAMPLE_WAV)).duration})]
+    for case in build_set(split, cases_dir, DEFAULT_SEEDS[split]):
+        details = json.loads((case.folder / "case.json").read_text())
+        cases.append((case.folder.name, case.media, case.rttm, details))
+    print(_HEADER, flush=True)
+    for name, media, rttm, details in cases:
+        with tempfile.TemporaryDirectory(prefix="diarbench-") as tmp:
+            hypothesis, run = run_product(dubprep, media, Path(tmp), turns_dir / f"{name}.rttm")
+        row = {"case": name, **score(_annotation(rttm), hypothesis, details["duration_s"]), **run,
+               "duration_s": details["duration_s"], "voices": details.get("voices", [])}
+        print(_line(row), flush=True)
+        yield row
 
 
-def fetch_voices(folder: Path) -> Path:
-    """Download and unpack the Debian packages with the voices; returns the unpacked root."""
-    root = folder / "debian"
-    root.mkdir()
-    subprocess.run(["apt-get", "download", *_DEBS], cwd=folder, check=True, capture_output=True)
-    for deb in folder.glob("*.deb"):
-        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-    return root
+_HEADER = (f"{'case':28s} {'DER':>6s} {'miss':>5s} {'FA':>5s} {'conf':>5s} {'DER.25':>6s} {'JER':>6s} {'spk':>5s}"
+           f" {'1st':>4s} {'wall':>6s}  note")
 
 
-class Voices:
-    """Speech in one of the Debian voices as 16 kHz mono float32."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.allison = sorted(glob.glob(str(root / "usr/share/asterisk/sounds/en_US_f_Allison/*.g722")))
-        self.env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/x86_64-linux-gnu"))
-
-    def flite(self, voice: str, text: str) -> np.ndarray:
-        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-            command = [str(self.root / "usr/bin/flite"), "-voice", voice, "-t", text, "-o", f.name]
-            subprocess.run(command, env=self.env, check=True)
-            speech, rate = sf.read(f.name, dtype="float32")
-        return resample_poly(speech, 16000, rate).astype(np.float32) if rate != 16000 else speech
-
-    def prompt(self, path: str) -> np.ndarray:
-        command = [str(find_tool("ffmpeg")), "-v", "error", "-f", "g722", "-i", path, "-f", "f32le", "-ac", "1",
-                   "-ar", "16000", "-"]
-        return np.frombuffer(subprocess.run(command, capture_output=True, check=True).stdout, np.float32)
-
-    def turn(self, voice: str, rng: np.random.Generator) -> np.ndarray:
-        """One or two sentences (flite) or prompts (Allison), trimmed, at -26 +/- 4 dBFS RMS."""
-        if voice == "allison":
-            prompts = rng.choice(self.allison, size=rng.integers(1, 3), replace=False)
-            speech = np.concatenate([np.r_[self.prompt(p), np.zeros(1600, np.float32)] for p in prompts])
-        else:
-            speech = self.flite(voice, " ".join(rng.choice(_LINES, size=rng.integers(1, 3), replace=False)))
-        loud = np.flatnonzero(np.abs(speech) > 0.01)
-        speech = speech[loud[0] : loud[-1] + 1]
-        return speech * 10 ** ((-26 + rng.uniform(-4, 4)) / 20) / (np.sqrt(np.mean(speech**2)) + 1e-9)
+def _line(row: dict) -> str:
+    """One printed row: percentages, speakers found/true, first-word coverage, wall time of the whole run."""
+    pct = lambda key: f"{100 * row[key]:5.1f}"  # noqa: E731
+    return (f"{row['case']:28s} {pct('der'):>6s} {pct('miss')} {pct('false_alarm')} {pct('confusion')} "
+            f"{pct('der_collar'):>6s} {pct('jer'):>6s} {row['found']:>2d}/{row['true']:<2d} {row['first_word']:4.2f} "
+            f"{row['wall_s']:5.0f}s  {row['note']}")
 
 
-def conversation(voices: Voices, speakers: tuple[str, ...], turns: int, seed: int) -> tuple[np.ndarray, Annotation]:
-    """Turns of alternating speakers with gaps of -0.4 (overlap) to 0.9 s over -50 dBFS noise, at 48 kHz."""
-    rng = np.random.default_rng(seed)
-    reference, pieces, end_s, previous = Annotation(uri="programme"), [], 0.5, None
-    for _ in range(turns):
-        speaker = str(rng.choice([s for s in speakers if s != previous] or speakers))
-        speech = voices.turn(speaker, rng)
-        start_s = max(0.0, end_s + rng.uniform(-0.4, 0.9))
-        end_s = start_s + len(speech) / 16000
-        pieces.append((round(start_s * 16000), speech))
-        reference[Segment(start_s, end_s), len(pieces)] = speaker
-        previous = speaker
-    mix = rng.normal(0.0, 10 ** (-50 / 20), round((end_s + 0.5) * 16000)).astype(np.float32)
-    for start, speech in pieces:
-        mix[start : start + len(speech)] += speech
-    return resample_poly(mix, 3, 1).astype(np.float32), reference
+def summary(rows: list[dict]) -> str:
+    """Means over the conversations (sample.wav apart) and the fraction with the speaker count right."""
+    conversations = [row for row in rows if row["case"] != "sample.wav"]
+    mean = lambda key: 100 * sum(row[key] for row in conversations) / len(conversations)  # noqa: E731
+    right = sum(row["found"] == row["true"] for row in conversations)
+    return (f"{'mean of ' + str(len(conversations)) + ' conversations':28s} {mean('der'):6.1f} {mean('miss'):5.1f} "
+            f"{mean('false_alarm'):5.1f} {mean('confusion'):5.1f} {mean('der_collar'):6.1f} {mean('jer'):6.1f}  "
+            f"count right {right}/{len(conversations)} ({100 * right / len(conversations):.0f} %), "
+            f"worst DER.25 {max(100 * row['der_collar'] for row in conversations):.1f}")
+
+
+def compare(split: str, results_dir: Path, labels: tuple[str, str]) -> None:
+    """Print two saved results of ``split`` case by case."""
+    saved = [json.loads((results_dir / f"{split}-{label}.json").read_text()) for label in labels]
+    for result in saved:
+        print(f"== {result['label']}: {result['dubprep']} at {result['commit']}")
+        print(_HEADER)
+        for row in result["rows"]:
+            print(_line(row))
+        print(summary(result["rows"]))
+    a, b = ({row["case"]: row for row in result["rows"]} for result in saved)
+    print(f"== {labels[0]} -> {labels[1]}: DER, DER.25, speakers found/true")
+    for case in [name for name in a if name in b]:
+        print(f"{case:28s} {100 * a[case]['der']:5.1f} -> {100 * b[case]['der']:5.1f}   "
+              f"{100 * a[case]['der_collar']:5.1f} -> {100 * b[case]['der_collar']:5.1f}   "
+              f"{a[case]['found']}/{a[case]['true']} -> {b[case]['found']}/{b[case]['true']}")
+
+
+def rescore(split: str, cases_dir: Path, label: str) -> None:
+    """Score a saved run's delivered turns again against the cases' references as they are now."""
+    target = cases_dir / "results" / f"{split}-{label}.json"
+    result = json.loads(target.read_text())
+    references = {case.folder.name: case.rttm for case in build_set(split, cases_dir, DEFAULT_SEEDS[split])}
+    references["sample.wav"] = SAMPLE_WAV.with_suffix(".rttm")
+    for row in result["rows"]:
+        delivered = _annotation(target.with_suffix("") / f"{row['case']}.rttm")
+        row.update(score(_annotation(references[row["case"]]), delivered, row["duration_s"]))
+    _save(result, target)
+    print(_HEADER)
+    for row in result["rows"]:
+        print(_line(row))
+    print(summary(result["rows"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debian-voices", action="store_true", help="also score conversations of Debian voices")
+    parser.add_argument("--set", choices=("tune", "test"), required=True, dest="split")
+    parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="the conversations' folder (diarconv --cases)")
+    parser.add_argument("--dubprep", type=Path, default=Path(sys.executable).with_name("dubprep"))
+    parser.add_argument("--label", default="main", help="name of this run's results")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two labels' saved results")
+    parser.add_argument("--rescore", action="store_true", help="score --label's kept turns again (references changed)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        run_on("sample.wav", sample_speech_48k(), next(iter(load_rttm(SAMPLE_RTTM).values())), folder)
-        if args.debian_voices:
-            voices = Voices(fetch_voices(folder))
-            for index, (name, speakers, turns, seed) in enumerate(_CONVERSATIONS):
-                speech, reference = conversation(voices, speakers, turns, seed)
-                run_on(name, speech, reference, folder)
-                run_under_background(name, speech, reference, index, folder)
+    results_dir = args.cases / "results"
+    if args.rescore:
+        rescore(args.split, args.cases, args.label)
+        return
+    if args.compare:
+        compare(args.split, results_dir, tuple(args.compare))
+        return
+    result = {"label": args.label, "set": args.split, "dubprep": str(args.dubprep), "commit": commit_of(args.dubprep),
+              "rows": []}
+    for row in run_cases(args.split, args.cases, args.dubprep, results_dir / f"{args.split}-{args.label}"):
+        result["rows"].append(row)
+        _save(result, results_dir / f"{args.split}-{args.label}.json")
+    print(summary(result["rows"]))
+
+
+def _save(result: dict, target: Path) -> None:
+    """``result`` as JSON at ``target``, replaced atomically (after each case, so a stopped run keeps its rows)."""
+    result["saved"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(target)
 
 
 if __name__ == "__main__":
