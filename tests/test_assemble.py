@@ -301,3 +301,14 @@ def test_timeline_has_a_clip_per_turn_on_each_speaker_track(assemble, tmp_path, 
 
 def test_a_speaker_called_guide_does_not_take_the_guide_name():
     assert speaker_names(["guide", "SPK01"]) == {"guide": "GUIDE_2", "SPK01": "SPK01"}
+
+
+def test_7_1_speaker_stem_is_one_channel_summing_all_but_the_lfe(assemble, tmp_path):
+    out = assemble(tmp_path, layout="7.1", channels=8, crossfade_ms=10)
+    dx, _ = sf.read(out / "My_Film_R1_DX_8ch_48k_24b.wav", dtype="float64")
+    spk01, _ = sf.read(out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav", dtype="float64", always_2d=True)
+    assert spk01.shape == (len(dx), 1)
+    inside = slice(int(1.0 * 48000), int(3.0 * 48000))
+    folded = np.delete(dx, 3, axis=1).sum(axis=1)  # L R C Lrs Rrs Lss Rss: every channel but the LFE
+    np.testing.assert_allclose(spk01[inside, 0], folded[inside], atol=5 * LSB)
+    assert wavinfo.WavInfoReader(str(out / "My_Film_R1_DX-SPK01_1ch_48k_24b.wav")).bext.time_reference == 172_972_800
