@@ -35,6 +35,7 @@ length. The dialogue is W x, so DX + ME still sums to the mix.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from pydantic import BaseModel
@@ -106,13 +107,20 @@ class Dfn3Spatial(SeparationBackend):
 
 
 class SpatialStream(SeparationStream):
-    """Dialogue of a group of ``channels`` signals (C first if any): blocks (frames, channels) in, (k, channels) out."""
+    """Dialogue of a group of ``channels`` signals (C first if any): blocks (frames, channels) in, (k, channels) out.
+
+    DeepFilterNet3 runs one block ahead in a worker thread while the filter
+    works on the block before (both release the GIL in native code), so a
+    group with one DeepFilterNet3 stream keeps two cores busy.
+    """
 
     def __init__(self, params: dfn3.Dfn3Params, channels: int, device: str) -> None:
         self._channels = channels
         self._mid_side = channels == 2
         references = 2 if self._mid_side else 1
         self._dfn3 = StreamSet(SEPARATORS.get("dfn3").open(params, [1] * references, device), parallel=True)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="dfn3-spatial")
+        self._pending: Future[list[dict[str, np.ndarray]]] | None = None
         self._mix = FrameQueue(channels)
         plan = ChunkPlan(CHUNK_SAMPLES, CHUNK_SAMPLES - FADE_SAMPLES, trimmed_tail, batch_chunks=1)
         self._chunks = ChunkedStream(
@@ -123,15 +131,20 @@ class SpatialStream(SeparationStream):
     def process(self, block: np.ndarray) -> dict[str, np.ndarray]:
         """Feed ``block`` (frames, channels); return the dialogue now complete (k, channels)."""
         self._mix.push(block)
-        return self._refine(self._dfn3.process(self._references(block)))
+        answers = self._pending.result() if self._pending else []
+        self._pending = self._worker.submit(self._dfn3.process, self._references(block))
+        return {DIALOGUE: self._refine(answers)}
 
     def flush(self) -> dict[str, np.ndarray]:
         """Flush DeepFilterNet3, then the chunks; return the rest of the dialogue (k, channels)."""
-        head = self._refine(self._dfn3.flush())[DIALOGUE]
-        tail = self._chunks.flush()[0, : self._channels].T
-        return {DIALOGUE: np.concatenate([head, tail])}
+        parts = [self._refine(self._pending.result() if self._pending else [])]
+        self._pending = None
+        parts.append(self._refine(self._dfn3.flush()))
+        parts.append(self._chunks.flush()[0, : self._channels].T)
+        return {DIALOGUE: np.ascontiguousarray(np.concatenate(parts))}
 
     def close(self) -> None:
+        self._worker.shutdown()
         self._dfn3.__exit__(None, None, None)
 
     def _references(self, block: np.ndarray) -> list[np.ndarray]:
@@ -141,13 +154,15 @@ class SpatialStream(SeparationStream):
             return [(left + right) * np.float32(0.5), (left - right) * np.float32(0.5)]
         return [block[:, :1]]
 
-    def _refine(self, answers: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Pair DeepFilterNet3's dialogue with the mix frames it answers; run the chunks on both."""
+    def _refine(self, answers: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """Pair DeepFilterNet3's dialogue with the mix frames it answers; the chunks' dialogue now complete (k, channels)."""
+        if not answers:
+            return np.zeros((0, self._channels), dtype=np.float32)
         dialogue = np.concatenate([answer[DIALOGUE] for answer in answers], axis=1)  # shape: (k, references)
         mix = self._mix.pop(len(dialogue))
         out = self._chunks.process(np.concatenate([mix, dialogue], axis=1))  # shape: (1, channels + references, k')
         # The chunked stream returns as many signals as it is fed; only the first are dialogue.
-        return {DIALOGUE: np.ascontiguousarray(out[0, : self._channels].T)}
+        return out[0, : self._channels].T
 
     def _filter(self, chunks: np.ndarray) -> np.ndarray:
         """(chunks, channels + references, samples) -> (chunks, 1, channels + references, samples), dialogue first."""
