@@ -13,10 +13,11 @@ over music and effects at the separation benchmark's levels
 +-2 LU), separated by the separate stage (default settings) and diarized
 from its DX, as the pipeline does.
 
-Prints DER and JER (pyannote.metrics, no collar, overlap scored), the
-speaker-count error and the real-time factor of the diarize stage (wall
-time, model loading included; the CPU seconds beside it are less disturbed
-by other work on the machine).
+Prints DER and JER (pyannote.metrics, no collar, overlap scored), DER with
+a +-0.25 s collar around reference boundaries, the speaker-count error and
+the real-time factor of the diarize stage (wall time, model loading
+included; the CPU seconds beside it are less disturbed by other work on
+the machine).
 
     .venv/bin/python benchmarks/diarization.py [--debian-voices]
 """
@@ -82,12 +83,14 @@ def score(reference: Annotation, work: Path, programme_s: float, wall_s: float, 
     """One result line: DER, JER, speakers found vs true, real-time factor (wall and CPU)."""
     hypothesis = next(iter(load_rttm(work / "turns.rttm").values()), Annotation())
     der = DiarizationErrorRate()(reference, hypothesis, detailed=True)
+    collar_der = DiarizationErrorRate(collar=0.5)(reference, hypothesis)  # pyannote's collar: 0.25 s either side
     jer = JaccardErrorRate()(reference, hypothesis)
     found, true = len(hypothesis.labels()), len(reference.labels())
     return (
         f"DER {100 * der['diarization error rate']:5.1f} %  (miss {100 * der['missed detection'] / der['total']:4.1f}"
         f"  false alarm {100 * der['false alarm'] / der['total']:4.1f}  confusion "
-        f"{100 * der['confusion'] / der['total']:4.1f})  JER {100 * jer:5.1f} %  speakers {found}/{true} "
+        f"{100 * der['confusion'] / der['total']:4.1f})  collar DER {100 * collar_der:5.1f} %  JER {100 * jer:5.1f} %"
+        f"  speakers {found}/{true} "
         f"(error {found - true:+d})  RTF {wall_s / programme_s:.3f} ({programme_s:.0f} s in {wall_s:.1f} s, "
         f"CPU {cpu_s:.1f} s)"
     )

@@ -49,7 +49,7 @@ core = lazy_module("pyannote.core")
 
 FRAME_SAMPLES = SPEECH_RATE // 10  # one label per 0.1 s
 _MIN_STRIDE = 2  # cluster frames at least 0.2 s apart
-_MAX_CLUSTERED = 800  # NME tries 12 prunings, each a full eigensolve: O(n^3)
+_MAX_CLUSTERED = 500  # NME tries 12 prunings, each a full eigensolve: O(n^3)
 _MIN_SPEAKER_S = 3.0  # a cluster with less speech is dropped (tuned on the tune conversations)
 _CHANGE_COST = 0.3  # Viterbi cost of a change of speaker within a stretch, in cosine units (tuned likewise)
 _BRIDGE_SAMPLES = SPEECH_RATE * 3 // 10  # a pause under 0.3 s is a breath within a line, not a turn's end
