@@ -14,6 +14,7 @@ centroid embedding as ``speakers.npz``.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -122,6 +123,7 @@ class DiarizeStage(Stage):
 
     def run(self, ctx: StageContext) -> None:
         params: DiarizeParams = ctx.params
+        cpu_start_s = time.process_time()
         media = MediaInfo.load(ctx.inputs["media.json"])
         source = WorkStems.of(ctx.inputs).mono("DX", media.channel_names)
         clips = speaker_names.load_clips(params.speakers, params.vad_threshold, ctx.progress)
@@ -132,4 +134,6 @@ class DiarizeStage(Stage):
         names = speaker_names.match_names(result.centroids, clips, diarizer.embed, params.reference_similarity, ctx.log)
         labels = speaker_names.speaker_labels(result.turns, names)
         result.write(labels, ctx.output("turns.rttm"), ctx.output("turns.json"), ctx.output("speakers.npz"))
-        ctx.log.info("diarize: %d speakers, %d turns", len(labels), len(result.turns))
+        # CPU seconds of all this process's threads: less disturbed than wall time by other work on the machine.
+        cpu_s = time.process_time() - cpu_start_s
+        ctx.log.info("diarize: %d speakers, %d turns, %.1f CPU s", len(labels), len(result.turns), cpu_s)

@@ -1,4 +1,4 @@
-"""Offline speaker diarization: Silero VAD + Resemblyzer d-vectors + clustering.
+"""Offline speaker diarization: Silero VAD + Resemblyzer d-vectors + NME spectral clustering + Viterbi.
 
 Method (every window is read from disk on demand, so memory grows with the
 amount of speech only, 1 KB per 0.1 s of speech):
@@ -9,29 +9,21 @@ amount of speech only, 1 KB per 0.1 s of speech):
    known speaker centroids, on pyannote's sample and on conversations of
    Debian's ARCTIC and Allison voices alike: shorter windows are noisy,
    longer ones blur turn changes.
-3. Clustering runs on every 4th frame (0.4 s apart, at most
-   ``_MAX_CLUSTERED`` of them): spectral clustering over-segments (cosine
-   affinity, with pairs of windows that share audio masked out since shared
-   samples make them alike whatever the speaker; pruning level chosen by
-   the normalised maximum eigengap of Park et al. 2019), then clusters
-   whose centroids are as alike as one speaker's are (cosine
-   >= ``speaker_similarity``) are merged.
-4. Every frame goes to its nearest centroid (k-means refinements). Centroids
-   that refining makes as alike as one speaker's are merged; then a
-   centroid whose frames are seldom heard alone (runs under 2 s that abut
-   another speaker's) is dropped: its windows straddle turn changes. Runs
-   of equal labels become turns of a pyannote ``Annotation``; a pause under
-   0.3 s does not end a turn.
-
-Measured same-speaker centroid similarity (4 s of speech each) is 0.91 or
-more and different-speaker similarity 0.86 or less on those recordings;
-0.9 sits between them.
+3. The speaker count and first clusters come from normalised maximum
+   eigengap spectral clustering of every ``stride``-th frame (at most
+   ``_MAX_CLUSTERED`` of them), which picks its own pruning and count per
+   recording (:mod:`~dubprep.stages.backends.speaker_clustering`).
+4. Every frame is labelled by Viterbi resegmentation against the clusters'
+   centroids, with a cost per change of speaker within a stretch of speech;
+   clusters as alike as one speaker's (cosine >= ``speaker_similarity``)
+   are merged and a cluster with under ``_MIN_SPEAKER_S`` of speech is
+   dropped. Runs of equal labels become turns of a pyannote
+   ``Annotation``; a pause under 0.3 s does not end a turn.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,24 +37,22 @@ from dubprep.checksums import sha256_file
 from dubprep.lazy import lazy_module
 from dubprep.progress import ProgressHook
 from dubprep.stages.backends.diarization import URI, Diarization, DiarizationBackend
+from dubprep.stages.backends.speaker_clustering import Resegmentation, centroids_of, nme_spectral_clustering, resegment
 from dubprep.stages.backends.speaker_embedding import DIMENSION, WINDOW_SAMPLES, embed_windows
 from dubprep.vad import SpeechRegion, detect_speech
 
 if TYPE_CHECKING:
     from pyannote.core import Annotation
 
-# Imported when a run first clusters: a project validates without them.
-cluster_lib, linalg, core = (lazy_module(n) for n in ("sklearn.cluster", "scipy.linalg", "pyannote.core"))
+# Imported when a run first makes turns: a project validates without it.
+core = lazy_module("pyannote.core")
 
 FRAME_SAMPLES = SPEECH_RATE // 10  # one label per 0.1 s
-_CLUSTER_STRIDE = 4  # cluster frames 0.4 s apart: three windows either side overlap
-_MAX_CLUSTERED = 1500  # spectral clustering is O(n^3): ~1 s per eigensolve at 1500
-_MIN_CLUSTER_S = 3.0  # a centroid from less speech is too noisy to compare
-_MAX_INITIAL_CLUSTERS = 20
-_SPEAKER_RUN_FRAMES = 20  # 2 s: a run this long is a speaker talking, not windows straddling a turn change
-_ALONE_SHARE = 0.25  # a cluster heard alone for less of its speech than this is no speaker
+_MIN_STRIDE = 2  # cluster frames at least 0.2 s apart
+_MAX_CLUSTERED = 500  # NME tries 12 prunings, each a full eigensolve: O(n^3)
+_MIN_SPEAKER_S = 4.0  # a cluster with less speech is dropped (chosen on the tune conversations: 2.5-4 s tried)
+_CHANGE_COST = 0.2  # Viterbi cost of a change of speaker within a stretch, in cosine units (tune: 0.1-0.4 tried)
 _BRIDGE_SAMPLES = SPEECH_RATE * 3 // 10  # a pause under 0.3 s is a breath within a line, not a turn's end
-_CONNECTED = 1e-6  # second Laplacian eigenvalue above this: the pruned graph is connected
 
 
 @dataclass(frozen=True)
@@ -101,185 +91,7 @@ def embed_speech(source: Source, regions: list[SpeechRegion], device: str, progr
     :func:`diarize_regions` (e.g. a reference clip of a known actor).
     """
     embeddings = embed_windows(source, speech_frames(regions).centres, device, progress)
-    return _centroids(embeddings, np.zeros(len(embeddings), int), 1)[0]
-
-
-def _centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Unit-norm mean embedding of each label 0..count-1; shape: (count, 256)."""
-    members = np.zeros((count, len(labels)))
-    members[labels, np.arange(len(labels))] = 1.0
-    sums = members @ embeddings  # shape: (count, 256)
-    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-
-
-def _spectral_vectors(affinity: np.ndarray, count: int) -> np.ndarray:
-    """First ``count`` Laplacian eigenvectors of the pruned affinity; shape: (n, count).
-
-    Each row keeps its p strongest links; p is the one minimising
-    (p / n) / (largest normalised eigengap), Park et al.'s NME criterion, so
-    the pruning adapts to each recording instead of being a constant. Only
-    p that leave the graph connected compete: a disconnected graph's first
-    eigenvectors pick out its loose pieces (a few windows that happen to
-    like each other), not speakers. The largest p, tried first, is kept
-    if no p leaves the graph connected.
-    """
-    n = len(affinity)
-    order = np.argsort(-affinity, axis=1)
-    best_ratio, best_laplacian = np.inf, None
-    for p in np.unique(np.geomspace(2, max(2, n // 4), 12).astype(int))[::-1]:
-        pruned = np.zeros_like(affinity)
-        np.put_along_axis(pruned, order[:, :p], 1.0, axis=1)
-        pruned = (pruned + pruned.T) / 2
-        laplacian = np.diag(pruned.sum(axis=1)) - pruned
-        values = linalg.eigh(laplacian, eigvals_only=True, subset_by_index=[0, count])
-        ratio = (p / n) / (np.diff(values).max() / (values[-1] + 1e-10) + 1e-10)
-        if best_laplacian is None or (values[1] > _CONNECTED and ratio < best_ratio):
-            best_ratio, best_laplacian = ratio, laplacian
-    _, vectors = linalg.eigh(best_laplacian, subset_by_index=[0, count - 1])
-    return vectors
-
-
-def _over_cluster(embeddings: np.ndarray, centres: np.ndarray, min_size: int) -> np.ndarray:
-    """Spectral clusters of at least ``min_size`` members, more than there are speakers.
-
-    ``centres`` (16 kHz samples) tell which windows share audio.
-    """
-    count = min(_MAX_INITIAL_CLUSTERS, len(embeddings) // min_size)
-    if count < 2:
-        return np.zeros(len(embeddings), int)
-    affinity = embeddings @ embeddings.T
-    share_audio = np.abs(centres[:, None] - centres[None, :]) < WINDOW_SAMPLES
-    affinity[share_audio] = 0.0
-    vectors = _spectral_vectors(affinity, count)
-    labels = cluster_lib.KMeans(count, n_init=10, random_state=0).fit_predict(vectors)
-    sizes = np.bincount(labels, minlength=count)
-    large = np.flatnonzero(sizes >= min_size)
-    if len(large) == 0:
-        return np.zeros(len(embeddings), int)
-    centroids = _centroids(embeddings, labels, count)
-    for small in np.flatnonzero(sizes < min_size):
-        labels[labels == small] = large[np.argmax(centroids[large] @ centroids[small])]
-    return np.unique(labels, return_inverse=True)[1]
-
-
-def _mixture(centroids: np.ndarray, similarity: float, candidates: np.ndarray) -> tuple[int, int, int] | None:
-    """(c, a, b) when centroid c is as close to the mean of a and b as one speaker is to itself.
-
-    Only the ``candidates`` (indices) may be c.
-    """
-    best, found = similarity, None
-    for c in candidates:
-        others = [o for o in range(len(centroids)) if o != c]
-        for a, b in itertools.combinations(others, 2):
-            middle = centroids[a] + centroids[b]
-            score = float(centroids[c] @ middle / np.linalg.norm(middle))
-            if score >= best:
-                best, found = score, (c, a, b)
-    return found
-
-
-def _merge(embeddings: np.ndarray, labels: np.ndarray, similarity: float, low: int, high: int) -> np.ndarray:
-    """Merge the most alike clusters while alike (or above ``high``), down to ``low``."""
-    labels = labels.copy()
-    while labels.max() + 1 > low:
-        centroids = _centroids(embeddings, labels, labels.max() + 1)
-        alike = centroids @ centroids.T
-        np.fill_diagonal(alike, -1.0)
-        a, b = np.unravel_index(np.argmax(alike), alike.shape)
-        if alike[a, b] < similarity and len(centroids) <= high:
-            break
-        labels[labels == b] = a
-        labels = np.unique(labels, return_inverse=True)[1]
-    return labels
-
-
-def cluster(
-    embeddings: np.ndarray, centres: np.ndarray, similarity: float, low: int, high: int
-) -> np.ndarray:
-    """Speaker index of each clustered window; ``low``..``high`` speakers when possible.
-
-    ``centres`` are the windows' centres (16 kHz samples). With
-    ``low == high`` (a given speaker count) the merging ignores
-    ``similarity`` and stops at that count.
-    """
-    spacing = np.median(np.diff(centres)) if len(centres) > 1 else FRAME_SAMPLES
-    min_size = max(2, round(_MIN_CLUSTER_S * SPEECH_RATE / spacing))
-    labels = _over_cluster(embeddings, centres, min_size)
-    return _merge(embeddings, labels, -np.inf if low == high else similarity, low, high)
-
-
-def _refine(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Three k-means steps over all frames (empty clusters dropped); labels and centroids."""
-    for _ in range(3):
-        present, labels = np.unique(np.argmax(embeddings @ centroids.T, axis=1), return_inverse=True)
-        centroids = _centroids(embeddings, labels, len(present))
-    return np.argmax(embeddings @ centroids.T, axis=1), centroids
-
-
-def assign(
-    embeddings: np.ndarray, centroids: np.ndarray, stretches: np.ndarray, similarity: float, low: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-centroid label of every frame, and the refined centroids.
-
-    Refining over all frames can make two centroids as alike as one
-    speaker's (>= ``similarity``): they are merged. Once no pair is, a
-    centroid whose frames straddle turn changes (:func:`_straddler`) is
-    dropped. Either way the frames are assigned again; never below ``low``
-    clusters. ``stretches`` is each frame's stretch (:class:`Frames`).
-    """
-    while True:
-        labels, centroids = _refine(embeddings, centroids)
-        alike = centroids @ centroids.T
-        np.fill_diagonal(alike, -1.0)
-        if len(centroids) <= low:
-            return labels, centroids
-        if alike.max() >= similarity:
-            a, b = np.unravel_index(np.argmax(alike), alike.shape)
-            labels[labels == b] = a
-            labels = np.unique(labels, return_inverse=True)[1]
-            centroids = _centroids(embeddings, labels, int(labels.max()) + 1)
-            continue
-        straddler = _straddler(centroids, labels, stretches, similarity)
-        if straddler is None:
-            return labels, centroids
-        centroids = np.delete(centroids, straddler, axis=0)
-
-
-def _straddler(centroids: np.ndarray, labels: np.ndarray, stretches: np.ndarray, similarity: float) -> int | None:
-    """A label whose windows straddle other speakers' turn changes, if any.
-
-    That is one heard alone (:func:`_heard_alone`) for under
-    ``_ALONE_SHARE`` of its frames, or for under half of them while its
-    centroid is as alike to the mean of two others as one speaker is to
-    itself: its windows hear those two at once.
-    """
-    alone = _heard_alone(labels, stretches, len(centroids))
-    if alone.min() < _ALONE_SHARE:
-        return int(np.argmin(alone))
-    mixture = _mixture(centroids, similarity, np.flatnonzero(alone < 0.5))
-    return None if mixture is None else mixture[0]
-
-
-def _heard_alone(labels: np.ndarray, stretches: np.ndarray, count: int) -> np.ndarray:
-    """Per label 0..count-1: share of its frames in runs of ``_SPEAKER_RUN_FRAMES`` or more, or whole stretches.
-
-    A window straddles a turn change for at most its own 1.2 s, so a
-    cluster of straddling windows comes in short runs up against other
-    speakers' runs, while a speaker holds the label for whole sentences,
-    or says a short line between pauses. Without this test, music left in
-    the dialogue stem made one speaker's centroid look like the mean of two
-    others and dropped a real speaker; and it left a sixth "speaker" of
-    40 s of all five voices in 0.4-s runs, only one of 118 heard alone
-    (benchmarks/diarization.py, 15 minutes of five voices over music and
-    effects). Shape: (count,).
-    """
-    first, last = _runs(labels, stretches)
-    lengths = last - first
-    owner = labels[first]
-    whole = lengths == np.bincount(stretches)[stretches[first]]  # runs never cross stretches
-    alone = (lengths >= _SPEAKER_RUN_FRAMES) | whole
-    heard = np.bincount(owner, weights=lengths, minlength=count)
-    return np.bincount(owner, weights=lengths * alone, minlength=count) / np.maximum(heard, 1)  # none heard: 0
+    return centroids_of(embeddings, np.zeros(len(embeddings), int), 1)[0]
 
 
 def _runs(labels: np.ndarray, stretches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,6 +109,25 @@ def to_annotation(frames: Frames, labels: np.ndarray, uri: str) -> Annotation:
     return annotation
 
 
+def label_frames(
+    embeddings: np.ndarray, frames: Frames, speakers: tuple[int, int], similarity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker label of every frame and the speakers' centroids, ``speakers`` = (fewest, most).
+
+    No more speakers are found than there is speech for, ``_MIN_SPEAKER_S`` each.
+    """
+    min_speaker_frames = round(_MIN_SPEAKER_S * SPEECH_RATE / FRAME_SAMPLES)
+    most = max(1, len(embeddings) // min_speaker_frames)
+    low, high = min(speakers[0], most), min(speakers[1], most)
+    stride = max(_MIN_STRIDE, -(-len(embeddings) // _MAX_CLUSTERED))
+    centres = frames.centres[::stride]
+    apart = np.abs(centres[:, None] - centres[None, :]) >= WINDOW_SAMPLES  # shape: (clustered, clustered)
+    labels = nme_spectral_clustering(embeddings[::stride], apart, low, high)
+    initial = centroids_of(embeddings[::stride], labels, int(labels.max()) + 1)
+    free_change = np.r_[True, np.diff(frames.stretches) != 0]  # a pause may end one speaker's turn at no cost
+    return resegment(embeddings, initial, free_change, low, Resegmentation(_CHANGE_COST, similarity, min_speaker_frames))
+
+
 def diarize_regions(
     source: MonoReader,
     regions: list[SpeechRegion],
@@ -309,12 +140,7 @@ def diarize_regions(
     """Speaker turns over ``regions`` of ``source`` with ``speakers`` = (fewest, most); models on ``device``."""
     frames = speech_frames(regions)
     embeddings = embed_windows(source, frames.centres, device, progress)
-    stride = max(_CLUSTER_STRIDE, -(-len(embeddings) // _MAX_CLUSTERED))
-    sampled = embeddings[::stride]
-    low, high = min(speakers[0], len(sampled)), min(speakers[1], len(sampled))
-    labels = cluster(sampled, frames.centres[::stride], similarity, low, high)
-    initial = _centroids(sampled, labels, int(labels.max()) + 1)
-    labels, centroids = assign(embeddings, initial, frames.stretches, np.inf if low == high else similarity, low)
+    labels, centroids = label_frames(embeddings, frames, speakers, similarity)
     if len(centroids) < speakers[0]:
         log.warning("heard %d speaker(s), fewer than the %d asked for", len(centroids), speakers[0])
     # One label per frame: the turns are their own exclusive turns.
@@ -325,12 +151,13 @@ def diarize_regions(
 class BuiltinParams(BaseModel):
     """Two voice clusters whose centroids have a cosine similarity of
     ``speaker_similarity`` or more are one speaker: lower it if one actor is
-    split in two, raise it if two actors are merged.
+    split in two, raise it if two actors are merged. No tune conversation
+    needed a merge; the most alike two real speakers there were 0.889.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    speaker_similarity: float = Field(default=0.9, gt=0.0, lt=1.0)
+    speaker_similarity: float = Field(default=0.95, gt=0.0, lt=1.0)
 
 
 class Builtin(DiarizationBackend):
