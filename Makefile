@@ -40,9 +40,9 @@ system-ffmpeg:
 
 bench: install
 	$(PY) benchmarks/extract.py
-	$(PY) benchmarks/separation.py
+	$(PY) benchmarks/separation_product.py --set test --clips 8 --label bench
 	$(PY) benchmarks/dfn3_speed.py
-	$(PY) benchmarks/diarization.py
+	$(PY) benchmarks/diarization.py --set test --label bench
 
 # Hours: the whole pipeline on 10-, 60- and 120-minute 5.1 programmes (about 85 GB free disk
 # for the 120-minute run). Quick check: $(PY) benchmarks/scale.py --minutes 1 2
