@@ -239,6 +239,8 @@ def _trimmed(speech: np.ndarray) -> np.ndarray:
     """``speech`` (frames,) from its first to its last 10-ms frame above TRIM_BELOW_PEAK_DB of its loudest."""
     hop_samples = SR // 100
     count = len(speech) // hop_samples
+    if count == 0:  # a file shorter than 10 ms (some game data ships empty ones)
+        return speech[:0]
     rms = np.sqrt(np.mean(speech[: count * hop_samples].reshape(count, hop_samples) ** 2, axis=1))  # shape: (count,)
     loud = np.flatnonzero(rms > rms.max() * 10 ** (TRIM_BELOW_PEAK_DB / 20))
     return speech[loud[0] * hop_samples : (loud[-1] + 1) * hop_samples] if len(loud) else speech[:0]
@@ -248,6 +250,8 @@ def _trimmed(speech: np.ndarray) -> np.ndarray:
 def _line_audio(path: Path) -> np.ndarray:
     """One recorded line, trimmed, at LINE_RMS_DBFS; shape (frames,)."""
     line = _trimmed(_decode(path, 1)[:, 0])
+    if not len(line):
+        return line
     return (line * 10 ** (LINE_RMS_DBFS / 20) / (np.sqrt(np.mean(line**2)) + 1e-9)).astype(np.float32)
 
 

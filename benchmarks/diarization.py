@@ -15,7 +15,9 @@ is in the results).
 
 Scores (pyannote.metrics, overlap scored): DER with no collar and with a
 +-0.25 s collar, JER, speakers found vs true, and the part of the first
-0.5 s of the first reference line that lies in a delivered turn. Results
+0.5 s of the first reference line that lies in a delivered turn; the wall
+time of the whole run, and the diarize stage's real-time factor as its log
+line gives it (wall time: inflated when the machine is loaded). Results
 go to ``CASES/results/<set>-<label>.json`` (with the executable's commit);
 ``--compare A B`` prints two labels side by side.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,7 +88,9 @@ def run_product(dubprep: Path, media: Path, folder: Path, keep_rttm: Path) -> tu
         raise RuntimeError(f"dubprep run on {media} delivered no turns.rttm (exit {run.returncode}):\n{run.stderr[-2000:]}")
     keep_rttm.write_bytes(turns.read_bytes())
     note = run.stderr.strip().splitlines()[-1][:120] if run.returncode else ""
-    return _annotation(turns), {"wall_s": round(wall_s, 1), "exit": run.returncode, "note": note}
+    logged = re.search(r"diarize: done in ([\d.]+) s", (out / "dubprep.log").read_text())
+    diarize_s = float(logged[1]) if logged else float("nan")
+    return _annotation(turns), {"wall_s": round(wall_s, 1), "diarize_s": diarize_s, "exit": run.returncode, "note": note}
 
 
 def commit_of(dubprep: Path) -> str:
@@ -118,7 +123,7 @@ def run_cases(split: str, cases_dir: Path, dubprep: Path, turns_dir: Path) -> It
 
 
 _HEADER = (f"{'case':28s} {'DER':>6s} {'miss':>5s} {'FA':>5s} {'conf':>5s} {'DER.25':>6s} {'JER':>6s} {'spk':>5s}"
-           f" {'1st':>4s} {'wall':>6s}  note")
+           f" {'1st':>4s} {'wall':>6s} {'dia.RTF':>7s}  note")
 
 
 def _line(row: dict) -> str:
@@ -126,7 +131,7 @@ def _line(row: dict) -> str:
     pct = lambda key: f"{100 * row[key]:5.1f}"  # noqa: E731
     return (f"{row['case']:28s} {pct('der'):>6s} {pct('miss')} {pct('false_alarm')} {pct('confusion')} "
             f"{pct('der_collar'):>6s} {pct('jer'):>6s} {row['found']:>2d}/{row['true']:<2d} {row['first_word']:4.2f} "
-            f"{row['wall_s']:5.0f}s  {row['note']}")
+            f"{row['wall_s']:5.0f}s {row.get('diarize_s', float('nan')) / row['duration_s']:7.3f}  {row['note']}")
 
 
 def summary(rows: list[dict]) -> str:
