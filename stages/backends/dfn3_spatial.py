@@ -145,7 +145,7 @@ class SpatialStream(SeparationStream):
 
     def close(self) -> None:
         self._worker.shutdown()
-        self._dfn3.__exit__(None, None, None)
+        self._dfn3.close()
 
     def _references(self, block: np.ndarray) -> list[np.ndarray]:
         """DeepFilterNet3's inputs, (frames, 1) each: mid and side of a pair, else the first signal."""

@@ -307,6 +307,10 @@ class StreamSet:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the threads and free what every stream holds."""
         if self._executor is not None:
             self._executor.shutdown()
         for stream in self._streams:
