@@ -131,6 +131,17 @@ def _plan(info: Probe, stream: AudioStream, layout: str) -> MediaInfo:
     )
 
 
+def _pcm_command(
+    source: ffmpeg.nodes.FilterableStream, stream: AudioStream, loglevel: str, **output: object
+) -> list[str]:
+    """ffmpeg's command line decoding ``stream`` of ``source`` to 48 kHz float32 on stdout; ``output``: more options."""
+    return (
+        source.output("pipe:", map=f"0:a:{stream.position}", f="f32le", acodec="pcm_f32le", ar=SAMPLE_RATE, **output)
+        .global_args("-nostdin", "-v", loglevel)
+        .compile(cmd=str(find_tool("ffmpeg")))
+    )
+
+
 def check_tail(info: Probe, stream: AudioStream) -> None:
     """MediaError, in a fraction of a second, when the stream decodes to nothing in its declared last second.
 
@@ -143,11 +154,8 @@ def check_tail(info: Probe, stream: AudioStream) -> None:
     tail_start_s = stream.start_s - info.start_s + duration_s - _TAIL_S
     if tail_start_s <= _TAIL_S:  # a short programme: its full decode is as fast
         return
-    command = (
-        ffmpeg.input(str(info.path), ss=f"{tail_start_s:.6f}")
-        .output("pipe:", map=f"0:a:{stream.position}", t=_TAIL_S, f="f32le", acodec="pcm_f32le", ar=SAMPLE_RATE)
-        .global_args("-nostdin", "-v", "quiet")
-        .compile(cmd=str(find_tool("ffmpeg")))
+    command = _pcm_command(
+        ffmpeg.input(str(info.path), ss=f"{tail_start_s:.6f}"), stream, "quiet", t=_TAIL_S
     )
     tail = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout
     if not tail:
@@ -159,12 +167,7 @@ def check_tail(info: Probe, stream: AudioStream) -> None:
 
 def decode(path: Path, stream: AudioStream, media: MediaInfo, out: Path, ctx: StageContext) -> None:
     """Decode ``stream`` through an ffmpeg pipe into ``out``, exactly ``media.frames`` long."""
-    command = (
-        ffmpeg.input(str(path))
-        .output("pipe:", map=f"0:a:{stream.position}", f="f32le", acodec="pcm_f32le", ar=SAMPLE_RATE)
-        .global_args("-nostdin", "-v", "error")
-        .compile(cmd=str(find_tool("ffmpeg")))
-    )
+    command = _pcm_command(ffmpeg.input(str(path)), stream, "error")
     lead_frames = round(media.start_offset_s * SAMPLE_RATE)
     ctx.progress.start("extract", media.frames)
     with tempfile.TemporaryFile() as errors, WorkWriter(out, media.channels) as writer:
